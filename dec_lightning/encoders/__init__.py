@@ -1,0 +1,5 @@
+"""Plain `nn.Module` encoders and decoders; the LightningModules receive them by config."""
+
+from dec_lightning.encoders.mlp import MLPDecoder, MLPEncoder
+
+__all__ = ["MLPDecoder", "MLPEncoder"]

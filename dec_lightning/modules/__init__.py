@@ -1,0 +1,14 @@
+"""The two LightningModules: autoencoder pretraining and DEC clustering."""
+
+from dec_lightning.modules.assignment import kl_divergence, soft_assignment, target_distribution
+from dec_lightning.modules.dec import DEC, load_encoder_weights
+from dec_lightning.modules.pretrain import AutoencoderPretraining
+
+__all__ = [
+    "DEC",
+    "AutoencoderPretraining",
+    "kl_divergence",
+    "load_encoder_weights",
+    "soft_assignment",
+    "target_distribution",
+]

@@ -1,0 +1,42 @@
+"""The three equations of DEC (Xie et al., 2016) as pure tensor functions."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+# Guards log(0) and 0/0; far below any probability that matters in float32.
+_EPS = 1e-12
+
+
+def soft_assignment(z: Tensor, centers: Tensor, alpha: float = 1.0) -> Tensor:
+    """Student's t similarity between embeddings and centres, normalised per row (DEC eq. 1).
+
+    q_ij = (1 + ||z_i - mu_j||^2 / alpha)^(-(alpha+1)/2) / sum_j' (...)
+
+    Computed in log space and normalised with a softmax, so rows stay finite and sum to 1
+    even when every distance is huge (inputs scaled x1000) or a centre is far from all points.
+    """
+    sq_dist = torch.cdist(z, centers).pow(2)
+    log_kernel = -(alpha + 1.0) / 2.0 * torch.log1p(sq_dist / alpha)
+    return torch.softmax(log_kernel, dim=1)
+
+
+def target_distribution(q: Tensor) -> Tensor:
+    """Sharpened target p_ij = (q_ij^2 / f_j) / sum_j' (q_ij'^2 / f_j'), f_j = sum_i q_ij (DEC eq. 3).
+
+    `q` must hold the soft assignments of the *whole* dataset: f_j is a dataset-wide
+    cluster frequency, which is what keeps large clusters from absorbing the rest.
+    """
+    weight = q.pow(2) / q.sum(dim=0).clamp_min(_EPS)
+    return weight / weight.sum(dim=1, keepdim=True).clamp_min(_EPS)
+
+
+def kl_divergence(p: Tensor, q: Tensor) -> Tensor:
+    """KL(P || Q) = sum_i sum_j p_ij log(p_ij / q_ij) (DEC eq. 2), averaged over the rows given.
+
+    The mean over the batch (rather than the sum) keeps the gradient scale independent of
+    the batch size, as in the reference implementations (Keras' `kld` loss).
+    """
+    kl = p * (torch.log(p.clamp_min(_EPS)) - torch.log(q.clamp_min(_EPS)))
+    return kl.sum(dim=1).mean()

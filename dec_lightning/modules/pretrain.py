@@ -1,0 +1,128 @@
+"""Stacked denoising autoencoder pretraining: greedy layer-wise, then end-to-end (DEC sec. 3.2)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.cli import OptimizerCallable
+from torch import Tensor, nn
+from torch.optim.lr_scheduler import LambdaLR
+
+from dec_lightning.encoders.mlp import MLPDecoder, MLPEncoder
+from dec_lightning.modules.optim import sdae_sgd
+
+
+class AutoencoderPretraining(L.LightningModule):
+    """Trains ``decoder(encoder(x)) ≈ x``; the encoder is then handed to `DEC`.
+
+    Training runs in phases counted in optimizer steps: for each encoder layer k,
+    ``layerwise_steps`` steps of a one-layer denoising autoencoder that reconstructs the
+    (clean, frozen) output of layers < k from a dropout-corrupted copy (DEC eqs. 5-8);
+    then ``finetune_steps`` steps of the whole autoencoder. Every phase starts with fresh
+    optimizer state and its own learning-rate schedule, as if trained separately.
+
+    Args:
+        encoder: maps x -> z. Layer-wise training needs an `MLPEncoder`.
+        decoder: maps z -> x̂; default: the mirror of an `MLPEncoder`.
+        layerwise_steps: steps per layer in the greedy phase (0 skips it; paper: 50 000).
+        finetune_steps: steps of end-to-end fine-tuning (paper: 100 000).
+        dropout: corruption rate of the greedy phase, on the input and the hidden layer (paper: 0.2).
+        finetune_dropout: input corruption during fine-tuning (paper: none).
+        optimizer: builds the optimizer from the parameters (default: SGD lr 0.1, momentum 0.9).
+        lr_decay_steps: divide the learning rate by ``1 / lr_decay`` every this many steps of a
+            phase (paper: 20 000); None keeps it constant.
+        lr_decay: factor of that decay (paper: 0.1).
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        decoder: nn.Module | None = None,
+        layerwise_steps: int = 0,
+        finetune_steps: int = 1000,
+        dropout: float = 0.2,
+        finetune_dropout: float = 0.0,
+        optimizer: OptimizerCallable = sdae_sgd,
+        lr_decay_steps: int | None = None,
+        lr_decay: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["encoder", "decoder"])
+        if decoder is None:
+            if not isinstance(encoder, MLPEncoder):
+                raise ValueError("give a decoder for encoders other than MLPEncoder")
+            decoder = MLPDecoder(encoder.dims)
+        if layerwise_steps > 0 and not (isinstance(encoder, MLPEncoder) and isinstance(decoder, MLPDecoder)):
+            raise ValueError("layer-wise pretraining needs MLPEncoder and MLPDecoder; set layerwise_steps: 0")
+        if layerwise_steps < 0 or finetune_steps < 0 or layerwise_steps + finetune_steps == 0:
+            raise ValueError("layerwise_steps and finetune_steps must be >= 0 and not both 0")
+        # kept as an attribute: Lightning drops unpicklable hparams (lambdas) before fit
+        self.optimizer_factory = optimizer
+        self.encoder = encoder
+        self.decoder = decoder
+        self.num_layers = len(encoder.layers) if layerwise_steps > 0 else 0
+
+    @property
+    def total_steps(self) -> int:
+        """Optimizer steps of the whole schedule; the Trainer's ``max_steps`` should match."""
+        return self.num_layers * self.hparams.layerwise_steps + self.hparams.finetune_steps
+
+    def phase(self, step: int) -> tuple[int, int]:
+        """``(layer, step within phase)`` for a global step; layer -1 is end-to-end fine-tuning."""
+        greedy = self.num_layers * self.hparams.layerwise_steps
+        if step < greedy:
+            return step // self.hparams.layerwise_steps, step % self.hparams.layerwise_steps
+        return -1, step - greedy
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.decoder(self.encoder(x))
+
+    def layerwise_loss(self, x: Tensor, k: int) -> Tensor:
+        """Denoising loss of layer pair k on the clean output of the frozen layers below (DEC eqs. 5-8)."""
+        p = self.hparams.dropout
+        with torch.no_grad():
+            for j in range(k):
+                x = self.encoder.layer(j, x)
+        hidden = F.dropout(self.encoder.layer(k, F.dropout(x, p, self.training)), p, self.training)
+        return F.mse_loss(self.decoder.layer(k, hidden), x)
+
+    def finetune_loss(self, x: Tensor) -> Tensor:
+        return F.mse_loss(self(F.dropout(x, self.hparams.finetune_dropout, self.training)), x)
+
+    def on_fit_start(self) -> None:
+        max_steps = self.trainer.max_steps
+        if max_steps != -1 and max_steps < self.total_steps:
+            raise ValueError(
+                f"Trainer max_steps={max_steps} ends before the pretraining schedule "
+                f"({self.total_steps} steps); set max_steps to {self.total_steps}"
+            )
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> int | None:
+        step = self.trainer.global_step
+        if step >= self.total_steps:
+            self.trainer.should_stop = True
+            return -1
+        if self.phase(step)[1] == 0:
+            self.optimizers().optimizer.state.clear()
+        return None
+
+    def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
+        x = batch[0]
+        layer, _ = self.phase(self.trainer.global_step)
+        loss = self.finetune_loss(x) if layer < 0 else self.layerwise_loss(x, layer)
+        self.log("pretrain/loss", loss, prog_bar=True)
+        self.log("pretrain/phase", float(layer), prog_bar=False)
+        return loss
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = self.optimizer_factory(self.parameters())
+        decay_steps, decay = self.hparams.lr_decay_steps, self.hparams.lr_decay
+
+        def lr_factor(step: int) -> float:
+            return 1.0 if not decay_steps else decay ** (self.phase(step)[1] // decay_steps)
+
+        scheduler = LambdaLR(optimizer, lr_factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
