@@ -39,8 +39,10 @@ def validate_arrays(
         y = np.asarray(y).reshape(-1)
         if len(y) != x.shape[0]:
             raise DataValidationError(f"{source}: {len(y)} labels for {x.shape[0]} samples; lengths must match")
-        if not np.issubdtype(y.dtype, np.integer):
-            if not np.issubdtype(y.dtype, np.number) or not np.all(np.equal(np.mod(y, 1), 0)):
-                raise DataValidationError(f"{source}: labels must be integers (use -1 for unknown), got {y.dtype}")
+        integral = np.issubdtype(y.dtype, np.integer) or (
+            np.issubdtype(y.dtype, np.number) and bool(np.all(np.mod(y, 1) == 0))
+        )
+        if not integral:
+            raise DataValidationError(f"{source}: labels must be integers (use -1 for unknown), got {y.dtype}")
         y = y.astype(np.int64)
     return x, y

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 
 from torch import Tensor, nn
 
@@ -30,7 +31,7 @@ class MLPEncoder(nn.Module):
     def __init__(self, dims: Sequence[int] = (784, *DEC_HIDDEN_DIMS)) -> None:
         super().__init__()
         self.dims = _validate_dims(dims)
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(self.dims[:-1], self.dims[1:]))
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in pairwise(self.dims))
         self.input_dim = self.dims[0]
         self.embedding_dim = self.dims[-1]
 
@@ -56,7 +57,7 @@ class MLPDecoder(nn.Module):
         super().__init__()
         self.dims = _validate_dims(dims)
         # layers[k] maps dims[k+1] -> dims[k]; applied in reverse order in forward.
-        self.layers = nn.ModuleList(nn.Linear(b, a) for a, b in zip(self.dims[:-1], self.dims[1:]))
+        self.layers = nn.ModuleList(nn.Linear(b, a) for a, b in pairwise(self.dims))
 
     def layer(self, k: int, h: Tensor) -> Tensor:
         """Layer k with its activation: linear for the reconstruction (k = 0), ReLU otherwise."""
