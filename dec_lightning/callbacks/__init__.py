@@ -1,7 +1,6 @@
 """Callbacks that schedule DEC's whole-dataset work: init, target refresh, stopping, re-init."""
 
 from dec_lightning.callbacks.centroid_reinit import CentroidReinit
-from dec_lightning.callbacks.dataset_pass import whole_dataset_pass
 from dec_lightning.callbacks.kmeans_init import KMeansInit
 from dec_lightning.callbacks.target_refresh import TargetDistributionRefresh
 from dec_lightning.callbacks.tolerance_stopping import ToleranceStopping
@@ -11,5 +10,4 @@ __all__ = [
     "KMeansInit",
     "TargetDistributionRefresh",
     "ToleranceStopping",
-    "whole_dataset_pass",
 ]

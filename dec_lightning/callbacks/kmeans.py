@@ -8,7 +8,7 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import KMeans
 from torch import Tensor
 
-from dec_lightning.callbacks.dataset_pass import whole_dataset_pass
+from dec_lightning.modules.dataset_pass import whole_dataset_pass
 
 
 def kmeans_on_embedding(

@@ -6,8 +6,8 @@ from typing import Any
 
 import lightning as L
 
-from dec_lightning.callbacks.dataset_pass import whole_dataset_pass
 from dec_lightning.metrics.clustering import clustering_scores
+from dec_lightning.modules.dataset_pass import whole_dataset_pass
 
 
 class TargetDistributionRefresh(L.Callback):

@@ -1,1 +1,100 @@
-def main(): ...
+"""``dec-lightning``: pretrain, cluster, or run both stages from one YAML config.
+
+The config has one ``encoder`` shared by both stages, a ``data`` module, the
+``pretrain`` stage (`AutoencoderPretraining` arguments), and the clustering stage as
+``model`` (`DEC` arguments) with its ``trainer``. The pretraining trainer reuses the
+trainer's hardware settings (accelerator, devices, strategy, precision); its length is
+the pretraining schedule.
+
+    dec-lightning run --config configs/digits.yaml
+    dec-lightning pretrain --config configs/digits.yaml
+    dec-lightning cluster --config configs/digits.yaml --model.pretrained PATH.ckpt
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_info
+from torch import nn
+
+from dec_lightning.modules import DEC, AutoencoderPretraining
+
+COMMANDS = {
+    "pretrain": "train the autoencoder and save its checkpoint",
+    "cluster": "run DEC from a pretrained encoder (--model.pretrained PATH)",
+    "run": "pretrain, then cluster, in one process",
+}
+
+
+class DECLightningCLI(LightningCLI):
+    """LightningCLI whose config also holds the shared encoder and the pretraining stage."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_subclass_arguments(nn.Module, "encoder", required=True)
+        parser.add_class_arguments(AutoencoderPretraining, "pretrain")
+        # one encoder instance serves both stages, so pretrained weights flow into DEC
+        parser.link_arguments("encoder", "pretrain.encoder", apply_on="instantiate")
+        parser.link_arguments("encoder", "model.encoder", apply_on="instantiate")
+
+    def pretrain_trainer(self) -> L.Trainer:
+        """A trainer with the clustering trainer's hardware settings and the pretraining length."""
+        module: AutoencoderPretraining = self.config_init["pretrain"]
+        logger = TensorBoardLogger(save_dir=self.log_root(), name="pretrain")
+        return self.instantiate_trainer(max_steps=module.total_steps, max_epochs=-1, callbacks=[], logger=logger)
+
+    def log_root(self) -> str:
+        logger = self.trainer.logger
+        return logger.save_dir if logger is not None and logger.save_dir else self.trainer.default_root_dir
+
+
+def _summary(cli: DECLightningCLI, seconds: float) -> str:
+    name = getattr(cli.datamodule, "name", type(cli.datamodule).__name__)
+    scores = " ".join(f"{k.upper()}={v:.3f}" for k, v in cli.model.scores.items())
+    return f"{name}: {scores} time={seconds:.0f}s".replace(":  ", ": ")
+
+
+def main(args: list[str] | None = None) -> None:
+    """Console entry point."""
+    run_cli(args)
+
+
+def run_cli(args: list[str] | None = None) -> DECLightningCLI:
+    """Parse ``[command, --config FILE, ...]`` and run it; returns the CLI so tests can inspect it."""
+    argv = list(sys.argv[1:] if args is None else args)
+    if not argv or argv[0] not in COMMANDS:
+        usage = "\n".join(f"  {name:<9} {text}" for name, text in COMMANDS.items())
+        sys.stderr.write(f"usage: dec-lightning {{{','.join(COMMANDS)}}} --config FILE [--key value ...]\n{usage}\n")
+        raise SystemExit(0 if argv and argv[0] in ("-h", "--help") else 2)
+    command, rest = argv[0], argv[1:]
+    start = time.perf_counter()
+    cli = DECLightningCLI(
+        DEC,
+        L.LightningDataModule,
+        subclass_mode_data=True,
+        run=False,
+        args=rest,
+        seed_everything_default=0,
+        save_config_kwargs={"overwrite": True},
+        parser_kwargs={"prog": f"dec-lightning {command}"},
+    )
+    if command in ("pretrain", "run"):
+        pretrainer = cli.pretrain_trainer()
+        pretrainer.fit(cli.config_init["pretrain"], datamodule=cli.datamodule)
+        checkpoint = pretrainer.checkpoint_callback.best_model_path if pretrainer.checkpoint_callback else ""
+        if checkpoint:
+            rank_zero_info(f"pretrained autoencoder: {checkpoint}")
+    if command == "cluster" and not cli.model.hparams.pretrained:
+        raise SystemExit("dec-lightning cluster needs a pretrained encoder: --model.pretrained PATH.ckpt")
+    if command in ("cluster", "run"):
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+        if cli.trainer.is_global_zero:
+            if cli.trainer.checkpoint_callback and cli.trainer.checkpoint_callback.best_model_path:
+                print(f"DEC checkpoint: {Path(cli.trainer.checkpoint_callback.best_model_path)}")
+            print(_summary(cli, time.perf_counter() - start))
+    return cli

@@ -90,6 +90,8 @@ class ArrayDataModule(InMemoryDataModule):
         num_workers: loader worker processes.
     """
 
+    name = "arrays"
+
     def __init__(
         self,
         data: str | np.ndarray,

@@ -23,6 +23,8 @@ class InMemoryDataModule(L.LightningDataModule):
         num_workers: loader worker processes; 0 is fastest for in-memory tensors.
     """
 
+    name = "data"
+
     def __init__(self, batch_size: int = 256, num_workers: int = 0) -> None:
         super().__init__()
         if batch_size < 1:

@@ -11,6 +11,8 @@ from dec_lightning.data.base import InMemoryDataModule
 class DigitsDataModule(InMemoryDataModule):
     """1797 handwritten digits, 64 features scaled from 0..16 to [0, 1], 10 classes."""
 
+    name = "digits"
+
     def load_arrays(self) -> tuple[np.ndarray, np.ndarray]:
         digits = load_digits()
         return (digits.data / 16.0).astype(np.float32), digits.target.astype(np.int64)

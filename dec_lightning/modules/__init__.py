@@ -1,6 +1,7 @@
 """The two LightningModules: autoencoder pretraining and DEC clustering."""
 
 from dec_lightning.modules.assignment import kl_divergence, soft_assignment, target_distribution
+from dec_lightning.modules.dataset_pass import whole_dataset_pass
 from dec_lightning.modules.dec import DEC, load_encoder_weights
 from dec_lightning.modules.pretrain import AutoencoderPretraining
 
@@ -11,4 +12,5 @@ __all__ = [
     "load_encoder_weights",
     "soft_assignment",
     "target_distribution",
+    "whole_dataset_pass",
 ]

@@ -12,8 +12,9 @@ from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
-from dec_lightning.metrics.clustering import label_change_fraction
+from dec_lightning.metrics.clustering import clustering_scores, label_change_fraction
 from dec_lightning.modules.assignment import kl_divergence, soft_assignment, target_distribution
+from dec_lightning.modules.dataset_pass import whole_dataset_pass
 from dec_lightning.modules.optim import dec_sgd
 
 
@@ -81,6 +82,7 @@ class DEC(L.LightningModule):
         self.labels: Tensor | None = None  # hard assignments at the latest refresh
         self.delta_label = float("nan")  # fraction of labels changed by the latest refresh
         self.refresh_count = 0
+        self.scores: dict[str, float] = {}  # ACC/NMI/ARI of the final assignments, when labels exist
 
     @property
     def n_clusters(self) -> int:
@@ -108,6 +110,15 @@ class DEC(L.LightningModule):
                 f"{self.refresh_count}; CentroidReinit can recover them"
             )
 
+    def on_train_end(self) -> None:
+        """Assign the whole dataset with the final model and score it against known labels."""
+        q, y = whole_dataset_pass(self.trainer, self, self.forward)
+        self.labels = q.argmax(dim=1)
+        self.scores = clustering_scores(self.labels, y)
+        if self.scores:
+            for logger in self.trainer.loggers:
+                logger.log_metrics({f"final/{k}": v for k, v in self.scores.items()}, step=self.trainer.global_step)
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["dec_state"] = {
             "target": self.target,
@@ -130,7 +141,7 @@ class DEC(L.LightningModule):
         if data_dim is not None and encoder_dim is not None and data_dim != encoder_dim:
             raise ValueError(
                 f"the data has {data_dim} features but the encoder expects {encoder_dim}; "
-                f"set the first entry of model.encoder.init_args.dims to {data_dim}"
+                f"set the encoder's input size (encoder.init_args.dims[0] in the config) to {data_dim}"
             )
         if stage == "fit" and self.hparams.pretrained and self.trainer.ckpt_path is None:
             load_encoder_weights(self.encoder, self.hparams.pretrained)

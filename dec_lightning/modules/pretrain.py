@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
@@ -13,6 +14,32 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from dec_lightning.encoders.mlp import MLPDecoder, MLPEncoder
 from dec_lightning.modules.optim import sdae_sgd
+
+
+def schedule_phase(step: int, num_layers: int, layerwise_steps: int) -> tuple[int, int]:
+    """``(layer, step within phase)`` of a global step; layer -1 is end-to-end fine-tuning."""
+    greedy = num_layers * layerwise_steps
+    if step < greedy:
+        return step // layerwise_steps, step % layerwise_steps
+    return -1, step - greedy
+
+
+@dataclass
+class PhaseStepDecay:
+    """Learning-rate factor ``decay ** (step within phase // decay_steps)``: every phase restarts it.
+
+    A dataclass rather than a closure so that the scheduler state can be checkpointed.
+    """
+
+    num_layers: int
+    layerwise_steps: int
+    decay_steps: int | None
+    decay: float
+
+    def __call__(self, step: int) -> float:
+        if not self.decay_steps:
+            return 1.0
+        return self.decay ** (schedule_phase(step, self.num_layers, self.layerwise_steps)[1] // self.decay_steps)
 
 
 class AutoencoderPretraining(L.LightningModule):
@@ -72,10 +99,7 @@ class AutoencoderPretraining(L.LightningModule):
 
     def phase(self, step: int) -> tuple[int, int]:
         """``(layer, step within phase)`` for a global step; layer -1 is end-to-end fine-tuning."""
-        greedy = self.num_layers * self.hparams.layerwise_steps
-        if step < greedy:
-            return step // self.hparams.layerwise_steps, step % self.hparams.layerwise_steps
-        return -1, step - greedy
+        return schedule_phase(step, self.num_layers, self.hparams.layerwise_steps)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.decoder(self.encoder(x))
@@ -119,10 +143,8 @@ class AutoencoderPretraining(L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = self.optimizer_factory(self.parameters())
-        decay_steps, decay = self.hparams.lr_decay_steps, self.hparams.lr_decay
-
-        def lr_factor(step: int) -> float:
-            return 1.0 if not decay_steps else decay ** (self.phase(step)[1] // decay_steps)
-
-        scheduler = LambdaLR(optimizer, lr_factor)
+        hp = self.hparams
+        scheduler = LambdaLR(
+            optimizer, PhaseStepDecay(self.num_layers, hp.layerwise_steps, hp.lr_decay_steps, hp.lr_decay)
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
