@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -73,16 +74,20 @@ def run_cli(args: list[str] | None = None) -> DECLightningCLI:
         raise SystemExit(0 if argv and argv[0] in ("-h", "--help") else 2)
     command, rest = argv[0], argv[1:]
     start = time.perf_counter()
-    cli = DECLightningCLI(
-        DEC,
-        L.LightningDataModule,
-        subclass_mode_data=True,
-        run=False,
-        args=rest,
-        seed_everything_default=0,
-        save_config_kwargs={"overwrite": True},
-        parser_kwargs={"prog": f"dec-lightning {command}"},
-    )
+    with warnings.catch_warnings():
+        # the command word is ours, so sys.argv and args differ by design
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+        cli = DECLightningCLI(
+            DEC,
+            L.LightningDataModule,
+            subclass_mode_data=True,
+            run=False,
+            args=rest,
+            seed_everything_default=0,
+            auto_configure_optimizers=False,  # the modules take their optimizer as an argument
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={"prog": f"dec-lightning {command}"},
+        )
     if command in ("pretrain", "run"):
         pretrainer = cli.pretrain_trainer()
         pretrainer.fit(cli.config_init["pretrain"], datamodule=cli.datamodule)

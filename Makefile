@@ -1,0 +1,33 @@
+# Every target installs what it needs first, so each works alone on a fresh clone.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# torch and torchvision are pinned to the releases this project is tested with.
+TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
+# One torch thread per process unless told otherwise: on 2 shared cores, oversubscription costs more than it gains.
+export OMP_NUM_THREADS ?= 1
+export DEC_DATA_DIR ?= $(abspath ../shared/data)
+
+.PHONY: install demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH_PINS)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/dec-lightning run --config configs/digits.yaml --trainer.enable_progress_bar false
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf runs lightning_logs .pytest_cache
