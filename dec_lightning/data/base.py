@@ -2,13 +2,45 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sized
+
 import lightning as L
 import numpy as np
 import scipy.sparse as sp
-from torch.utils.data import DataLoader
+import torch
+from torch.utils.data import DataLoader, RandomSampler
 
 from dec_lightning.data.indexed import IndexedDataset, collate_batch
 from dec_lightning.data.validation import validate_arrays
+
+
+class EpochShuffleSampler(RandomSampler):
+    """Shuffles with a permutation that depends only on ``(seed, epoch)``.
+
+    PyTorch's `RandomSampler` draws each epoch's order from the global RNG, whose state
+    is not in Lightning checkpoints, so a run resumed at an epoch boundary would see other
+    batches than the uninterrupted run. Here Lightning's per-epoch ``set_epoch`` call fixes
+    the order, as `DistributedSampler` does under DDP (Lightning swaps this sampler for one,
+    since it is a `RandomSampler`). The permutation is drawn lazily, at the first index,
+    i.e. after ``set_epoch``; with ``num_workers > 0`` the loader prefetches earlier, so
+    exact resumption assumes the default ``num_workers=0``.
+
+    Args:
+        data_source: the dataset (only its length is used).
+        seed: default: torch's initial seed, which `seed_everything` sets.
+    """
+
+    def __init__(self, data_source: Sized, seed: int | None = None) -> None:
+        super().__init__(data_source)
+        self.seed = torch.initial_seed() if seed is None else int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed((self.seed + self.epoch) % 2**63)
+        yield from torch.randperm(len(self.data_source), generator=generator).tolist()
 
 
 class InMemoryDataModule(L.LightningDataModule):
@@ -58,7 +90,7 @@ class InMemoryDataModule(L.LightningDataModule):
         return DataLoader(
             self.dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=EpochShuffleSampler(self.dataset) if shuffle else None,
             num_workers=self.num_workers,
             collate_fn=collate_batch,
             persistent_workers=self.num_workers > 0,
