@@ -6,6 +6,8 @@ the whole file takes seconds on one CPU thread.
 
 from __future__ import annotations
 
+import functools
+import runpy
 import warnings
 from pathlib import Path
 
@@ -31,7 +33,14 @@ from dec_lightning.data.validation import (
     validate_arrays,
 )
 from dec_lightning.encoders import MLPEncoder
-from dec_lightning.modules import DEC, AutoencoderPretraining, kl_divergence, soft_assignment, target_distribution
+from dec_lightning.modules import (
+    DEC,
+    AutoencoderPretraining,
+    kl_divergence,
+    load_encoder_weights,
+    soft_assignment,
+    target_distribution,
+)
 
 torch.set_num_threads(1)
 
@@ -218,6 +227,27 @@ def test_missing_files_say_how_to_get_them(tmp_path: Path) -> None:
     assert_clear_error(excinfo, MissingFileError, "pretrained encoder not found", "dec-lightning pretrain")
 
 
+def test_checkpoint_with_pickled_objects_is_refused_with_a_working_hint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    encoder = MLPEncoder(DIMS)
+    state = {f"encoder.{k}": v for k, v in encoder.state_dict().items()}
+    path = tmp_path / "pretrain.ckpt"
+    torch.save({"state_dict": state, "hyper_parameters": {"optimizer": functools.partial(torch.optim.Adam)}}, path)
+    with pytest.raises(ValueError) as excinfo:
+        load_encoder_weights(MLPEncoder(DIMS), path)
+    assert_clear_error(excinfo, ConfigError, str(path), "functools.partial", "not loaded for safety")
+    # the hint's command really extracts the encoder weights
+    command = str(excinfo.value).split('python -c "', 1)[1].rstrip('"')
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "resave.py").write_text(command)
+    runpy.run_path(str(tmp_path / "resave.py"))
+    restored = MLPEncoder(DIMS)
+    load_encoder_weights(restored, tmp_path / "encoder.pt")
+    for key, value in encoder.state_dict().items():
+        assert torch.equal(restored.state_dict()[key], value)
+
+
 def test_n_clusters_below_two_names_the_config_key() -> None:
     with pytest.raises(ValueError) as excinfo:
         DEC(MLPEncoder(DIMS), n_clusters=1)
@@ -299,7 +329,9 @@ def test_training_on_inputs_scaled_by_1000_stays_finite(digits: np.ndarray, pret
     class Watch(L.Callback):
         def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
             q = module(batch[0])
-            seen.append((float(outputs["loss"]), bool(torch.isfinite(q).all()), bool(torch.isfinite(module.target).all())))
+            seen.append(
+                (float(outputs["loss"]), bool(torch.isfinite(q).all()), bool(torch.isfinite(module.target).all()))
+            )
 
     model, callbacks = _clustering(pretrained, reinit=False)
     _trainer(max_steps=20, callbacks=[*callbacks, Watch()]).fit(model, datamodule=ArrayDataModule(digits * 1000))
@@ -325,7 +357,7 @@ def test_empty_and_near_empty_clusters_warn_once_per_change() -> None:
         assert caught == [] and model.min_cluster_size == 0.25
         model.update_target(_q_with_sizes([150, 146, 100, 4]))  # 4 < 0.1 * 400 / 4 = 10
         assert len(caught) == 1
-        assert "1 are near-empty" in str(caught[0].message) and "3: 4" in str(caught[0].message)
+        assert "1 of 4 clusters are near-empty" in str(caught[0].message) and "3: 4" in str(caught[0].message)
         assert model.min_cluster_size == pytest.approx(4 / 400)
         model.update_target(_q_with_sizes([150, 146, 100, 4]))  # same state: not repeated
         assert len(caught) == 1
@@ -410,7 +442,10 @@ class Crash(L.Callback):
             raise RuntimeError("simulated crash")
 
 
-def test_resume_from_epoch_checkpoint_reproduces_the_uninterrupted_run(pretrained: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_resume_from_epoch_checkpoint_reproduces_the_uninterrupted_run(
+    pretrained: Path, tmp_path: Path, num_workers: int
+) -> None:
     """Crash in epoch 2, resume from the end-of-epoch-1 checkpoint: the same labels as a run without a crash.
 
     What makes this exact: P, labels, refresh count and KMeansInit.done are in the checkpoint;
@@ -418,10 +453,14 @@ def test_resume_from_epoch_checkpoint_reproduces_the_uninterrupted_run(pretraine
     only on (seed, epoch) (`EpochShuffleSampler`), not on the global RNG state, which Lightning
     does not checkpoint. Checkpoints are taken at epoch ends, Lightning's default: resuming
     from a mid-epoch one replays the epoch's first batches (Lightning warns about it).
+    With worker processes the loader is built before Lightning's ``set_epoch``, so the
+    data module gives the sampler the epoch itself.
     """
     epochs = 4
     reference, callbacks = _clustering(pretrained)
-    _trainer(max_epochs=epochs, callbacks=callbacks).fit(reference, datamodule=DigitsDataModule(batch_size=BATCH))
+    _trainer(max_epochs=epochs, callbacks=callbacks).fit(
+        reference, datamodule=DigitsDataModule(batch_size=BATCH, num_workers=num_workers)
+    )
 
     crashed, callbacks = _clustering(pretrained)
     checkpoint = ModelCheckpoint(dirpath=tmp_path, every_n_epochs=1, save_top_k=-1, save_on_train_epoch_end=True)
@@ -430,7 +469,7 @@ def test_resume_from_epoch_checkpoint_reproduces_the_uninterrupted_run(pretraine
         max_epochs=epochs, enable_checkpointing=True, callbacks=[*callbacks, checkpoint, Crash(crash_step)]
     )
     with pytest.raises(RuntimeError, match="simulated crash"):
-        trainer.fit(crashed, datamodule=DigitsDataModule(batch_size=BATCH))
+        trainer.fit(crashed, datamodule=DigitsDataModule(batch_size=BATCH, num_workers=num_workers))
     assert crashed.refresh_count > 0 and trainer.global_step == crash_step
     path = tmp_path / f"epoch=1-step={2 * STEPS_PER_EPOCH}.ckpt"
     saved = torch.load(path, weights_only=True)  # resumable without unpickling code
@@ -439,7 +478,7 @@ def test_resume_from_epoch_checkpoint_reproduces_the_uninterrupted_run(pretraine
 
     resumed, callbacks = _clustering(pretrained, seed=0)
     _trainer(max_epochs=epochs, callbacks=callbacks).fit(
-        resumed, datamodule=DigitsDataModule(batch_size=BATCH), ckpt_path=path
+        resumed, datamodule=DigitsDataModule(batch_size=BATCH, num_workers=num_workers), ckpt_path=path
     )
     assert resumed.refresh_count == reference.refresh_count
     assert torch.equal(resumed.labels, reference.labels)

@@ -31,6 +31,7 @@ from dec_lightning.cli.main import DECLightningCLI
 from dec_lightning.data.validation import ConfigError, require_file
 from dec_lightning.metrics.clustering import clustering_scores
 from dec_lightning.modules import DEC
+from dec_lightning.modules.dec import load_checkpoint_file
 
 ASSIGNMENTS_FILE = "assignments.csv"
 SOFT_ASSIGNMENTS_FILE = "soft_assignments.npy"
@@ -64,11 +65,8 @@ def load_dec_checkpoint(model: DEC, path: str | Path) -> None:
     mismatch: that the file is a DEC checkpoint at all, and that K matches.
     """
     path = require_file(path, "DEC checkpoint", "pass the .ckpt written by `dec-lightning cluster` or `run`")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for unreadable or unsafe files
-        raise ConfigError(f"{path}: cannot read as a checkpoint ({type(err).__name__}: {err})") from None
-    state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
+    checkpoint = load_checkpoint_file(path)
+    state = checkpoint.get("state_dict")
     if not state or "centers" not in state:
         hint = (
             "; it looks like a pretraining checkpoint: pass it as --model.pretrained to `dec-lightning cluster`"

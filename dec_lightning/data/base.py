@@ -21,9 +21,9 @@ class EpochShuffleSampler(RandomSampler):
     is not in Lightning checkpoints, so a run resumed at an epoch boundary would see other
     batches than the uninterrupted run. Here Lightning's per-epoch ``set_epoch`` call fixes
     the order, as `DistributedSampler` does under DDP (Lightning swaps this sampler for one,
-    since it is a `RandomSampler`). The permutation is drawn lazily, at the first index,
-    i.e. after ``set_epoch``; with ``num_workers > 0`` the loader prefetches earlier, so
-    exact resumption assumes the default ``num_workers=0``.
+    since it is a `RandomSampler`). The permutation is drawn at the first index;
+    `InMemoryDataModule` also sets the epoch when it builds the loader, because a resumed
+    run's loader (and its worker processes) start before Lightning's ``set_epoch``.
 
     Args:
         data_source: the dataset (only its length is used).
@@ -87,10 +87,17 @@ class InMemoryDataModule(L.LightningDataModule):
 
     def _loader(self, shuffle: bool) -> DataLoader:
         self.setup()
+        sampler = None
+        if shuffle:
+            sampler = EpochShuffleSampler(self.dataset)
+            if self.trainer is not None:
+                # the epoch Lightning passes to set_epoch; a resumed run asks for its loader
+                # (and worker processes may prefetch from it) before that call
+                sampler.set_epoch(self.trainer.fit_loop.epoch_progress.current.processed)
         return DataLoader(
             self.dataset,
             batch_size=self.batch_size,
-            sampler=EpochShuffleSampler(self.dataset) if shuffle else None,
+            sampler=sampler,
             num_workers=self.num_workers,
             collate_fn=collate_batch,
             persistent_workers=self.num_workers > 0,

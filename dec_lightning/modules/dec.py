@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,36 @@ from dec_lightning.modules.assignment import kl_divergence, soft_assignment, tar
 from dec_lightning.modules.dataset_pass import whole_dataset_pass
 from dec_lightning.modules.optim import dec_sgd
 
+_RESAVE_ENCODER = (
+    "python -c \"import torch; s = torch.load('{path}', weights_only=False)['state_dict']; "
+    "torch.save({{k[8:]: v for k, v in s.items() if k.startswith('encoder.')}}, 'encoder.pt')\""
+)
+
+
+def load_checkpoint_file(path: Path) -> dict[str, Any]:
+    """``torch.load`` with ``weights_only=True``, failing with one `ConfigError` on any unreadable file.
+
+    Weights-only loading never runs code from the file; a checkpoint that pickles Python
+    objects (e.g. an optimizer factory among its hyperparameters) is refused with a hint.
+    """
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        if found is None:  # not a pickle torch can read at all
+            raise ConfigError(f"{path}: cannot read as a checkpoint (not a PyTorch file, or corrupted)") from None
+        raise ConfigError(
+            f"{path}: holds pickled Python objects besides tensors ({found.group(1)}, e.g. an optimizer "
+            "among its hyperparameters), which are not loaded for safety; if you trust the file, save the "
+            f"encoder weights alone and pass that file instead: {_RESAVE_ENCODER.format(path=path)}"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else "empty or truncated file"
+        raise ConfigError(f"{path}: cannot read as a checkpoint ({type(err).__name__}: {reason})") from None
+    if not isinstance(checkpoint, dict):
+        raise ConfigError(f"{path}: not a checkpoint or state dict (holds a {type(checkpoint).__name__})")
+    return checkpoint
+
 
 def load_encoder_weights(encoder: nn.Module, path: str | Path) -> None:
     """Load pretrained encoder weights from a pretraining checkpoint or an encoder state file.
@@ -28,7 +60,7 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path) -> None:
     path = require_file(
         path, "pretrained encoder", "run `dec-lightning pretrain` first, or fix model.pretrained in the config"
     )
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_checkpoint_file(path)
     if "state_dict" in state:
         state = {k.removeprefix("encoder."): v for k, v in state["state_dict"].items() if k.startswith("encoder.")}
     try:
@@ -141,7 +173,7 @@ class DEC(L.LightningModule):
         if small:
             listed = ", ".join(f"{j}: {int(sizes[j])}" for j in small)
             problems.append(
-                f"{len(small)} are near-empty (fewer than {self.hparams.near_empty_fraction:g} x N/K = "
+                f"{len(small)} of {k} clusters are near-empty (fewer than {self.hparams.near_empty_fraction:g} x N/K = "
                 f"{threshold:.1f} samples; {listed})"
             )
         if problems:
@@ -188,7 +220,7 @@ class DEC(L.LightningModule):
         if stage == "fit" and dataset is not None and len(dataset) < self.n_clusters:
             raise ConfigError(
                 f"model.n_clusters={self.n_clusters} but the data has only {len(dataset)} samples; "
-                "use fewer clusters than samples"
+                "K can be at most the number of samples"
             )
         if stage == "fit" and self.hparams.pretrained and self.trainer.ckpt_path is None:
             load_encoder_weights(self.encoder, self.hparams.pretrained)
