@@ -272,7 +272,15 @@ def test_input_dim_mismatch_names_the_encoder_key(digits: np.ndarray) -> None:
     assert trainer.global_step == 0
 
 
-def test_cli_prints_input_errors_as_one_line(tmp_path: Path, pretrained: Path) -> None:
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        ([], "1 feature values are NaN"),  # raised in the data module during fit
+        (["--model.n_clusters", "1"], "model.n_clusters must be >= 2"),  # raised while building the model
+        (["--data.batch_size", "0"], "data.init_args.batch_size must be >= 1"),  # wrapped by jsonargparse
+    ],
+)
+def test_cli_prints_input_errors_as_one_line(tmp_path: Path, pretrained: Path, extra: list[str], fragment: str) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("1,2\n3,nan\n")
     config = tmp_path / "config.yaml"
@@ -282,9 +290,9 @@ def test_cli_prints_input_errors_as_one_line(tmp_path: Path, pretrained: Path) -
     )
     args = ["cluster", "--config", str(config), "--data", "ArrayDataModule", "--data.data", str(bad)]
     with pytest.raises(SystemExit) as excinfo:
-        main([*args, "--model.n_clusters", "2", "--model.pretrained", str(pretrained)])
+        main([*args, "--model.n_clusters", "2", "--model.pretrained", str(pretrained), *extra])
     message = str(excinfo.value.code)
-    assert message.startswith("dec-lightning: error: ") and "1 feature values are NaN" in message
+    assert message.startswith("dec-lightning: error: ") and fragment in message
     assert "\n" not in message and "Traceback" not in message
 
 

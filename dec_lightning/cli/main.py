@@ -66,8 +66,22 @@ def main(args: list[str] | None = None) -> None:
     """Console entry point: a user-fixable input error is printed as one line, not a traceback."""
     try:
         run_cli(args)
-    except DECInputError as err:
-        raise SystemExit(f"dec-lightning: error: {err}") from None
+    except Exception as err:
+        cause = _input_error(err)
+        if cause is None:
+            raise
+        raise SystemExit(f"dec-lightning: error: {cause}") from None
+
+
+def _input_error(err: BaseException | None) -> DECInputError | None:
+    """The `DECInputError` behind ``err``: jsonargparse wraps errors raised while it instantiates classes."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, DECInputError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def run_cli(args: list[str] | None = None) -> DECLightningCLI:

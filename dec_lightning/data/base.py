@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader, RandomSampler
 
 from dec_lightning.data.indexed import IndexedDataset, collate_batch
-from dec_lightning.data.validation import validate_arrays
+from dec_lightning.data.validation import ConfigError, validate_arrays
 
 
 class EpochShuffleSampler(RandomSampler):
@@ -60,7 +60,7 @@ class InMemoryDataModule(L.LightningDataModule):
     def __init__(self, batch_size: int = 256, num_workers: int = 0) -> None:
         super().__init__()
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise ConfigError(f"data.init_args.batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.dataset: IndexedDataset | None = None
