@@ -194,8 +194,16 @@ def test_failed_write_leaves_previous_outputs_and_no_temp_files(tmp_path: Path, 
         f.write(b"partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr(predict_module.np, "save", broken_save)
-    with pytest.raises(OSError, match="disk full"):
-        write_predictions(tmp_path, np.arange(4), np.flip(q, axis=1))
+    with monkeypatch.context() as patch:
+        patch.setattr(predict_module.np, "save", broken_save)
+        with pytest.raises(OSError, match="disk full"):
+            write_predictions(tmp_path, np.arange(4), np.flip(q, axis=1))
     assert (csv_path.read_bytes(), npy_path.read_bytes()) == before
     assert sorted(os.listdir(tmp_path)) == [ASSIGNMENTS_FILE, SOFT_ASSIGNMENTS_FILE]
+    # the second file fails (3 indices for 4 rows) after the first was written: neither is replaced
+    with pytest.raises(ValueError, match="zip"):
+        write_predictions(tmp_path, np.arange(3), np.flip(q, axis=1))
+    assert (csv_path.read_bytes(), npy_path.read_bytes()) == before
+    assert sorted(os.listdir(tmp_path)) == [ASSIGNMENTS_FILE, SOFT_ASSIGNMENTS_FILE]
+    write_predictions(tmp_path, np.arange(4), np.flip(q, axis=1))
+    np.testing.assert_array_equal(np.load(npy_path), np.flip(q, axis=1))

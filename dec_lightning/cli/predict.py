@@ -90,12 +90,8 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Write ``path`` through a temporary file in the same folder, then rename it into place.
-
-    `os.replace` within one file system is atomic: readers see the old file or the new
-    one, never a partial write, and a failure leaves no temporary file behind.
-    """
+def _write_temp(path: Path, write: Callable[[IO[bytes]], None]) -> str:
+    """Write a temporary file next to ``path`` and return its name; nothing is left behind on failure."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -103,15 +99,28 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
-        os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    return tmp
+
+
+def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Write ``path`` through a temporary file in the same folder, then rename it into place.
+
+    `os.replace` within one file system is atomic: readers see the old file or the new
+    one, never a partial write, and a failure leaves no temporary file behind.
+    """
+    os.replace(_write_temp(path, write), path)
 
 
 def write_predictions(output_dir: str | Path, index: np.ndarray, soft_assignments: np.ndarray) -> tuple[Path, Path]:
-    """Write ``assignments.csv`` and ``soft_assignments.npy``; return their paths."""
+    """Write ``assignments.csv`` and ``soft_assignments.npy``; return their paths.
+
+    Both are fully written to temporary files before either is renamed into place, so a
+    failure while writing leaves the previous pair of outputs as it was.
+    """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     q = np.asarray(soft_assignments, dtype=np.float32)
@@ -123,8 +132,16 @@ def write_predictions(output_dir: str | Path, index: np.ndarray, soft_assignment
         f.writelines(f"{i},{c},{p:.9g}\n".encode() for i, c, p in zip(index, labels, confidence, strict=True))
 
     csv_path, npy_path = output_dir / ASSIGNMENTS_FILE, output_dir / SOFT_ASSIGNMENTS_FILE
-    atomic_write(npy_path, lambda f: np.save(f, q, allow_pickle=False))
-    atomic_write(csv_path, write_csv)
+    written: list[tuple[str, Path]] = []
+    try:
+        written.append((_write_temp(npy_path, lambda f: np.save(f, q, allow_pickle=False)), npy_path))
+        written.append((_write_temp(csv_path, write_csv), csv_path))
+    except BaseException:
+        for tmp, _ in written:
+            os.unlink(tmp)
+        raise
+    for tmp, path in written:
+        os.replace(tmp, path)
     return csv_path, npy_path
 
 
