@@ -9,6 +9,7 @@ the pretraining schedule.
     dec-lightning run --config configs/digits.yaml
     dec-lightning pretrain --config configs/digits.yaml
     dec-lightning cluster --config configs/digits.yaml --model.pretrained PATH.ckpt
+    dec-lightning predict --config configs/digits.yaml --ckpt_path DEC.ckpt --output_dir DIR
 """
 
 from __future__ import annotations
@@ -24,12 +25,14 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
+from dec_lightning.data.validation import DECInputError
 from dec_lightning.modules import DEC, AutoencoderPretraining
 
 COMMANDS = {
     "pretrain": "train the autoencoder and save its checkpoint",
     "cluster": "run DEC from a pretrained encoder (--model.pretrained PATH)",
     "run": "pretrain, then cluster, in one process",
+    "predict": "assign the config's data with a trained DEC checkpoint (--ckpt_path, --output_dir)",
 }
 
 
@@ -61,8 +64,25 @@ def _summary(cli: DECLightningCLI, seconds: float) -> str:
 
 
 def main(args: list[str] | None = None) -> None:
-    """Console entry point."""
-    run_cli(args)
+    """Console entry point: a user-fixable input error is printed as one line, not a traceback."""
+    try:
+        run_cli(args)
+    except Exception as err:
+        cause = _input_error(err)
+        if cause is None:
+            raise
+        raise SystemExit(f"dec-lightning: error: {cause}") from None
+
+
+def _input_error(err: BaseException | None) -> DECInputError | None:
+    """The `DECInputError` behind ``err``: jsonargparse wraps errors raised while it instantiates classes."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, DECInputError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def run_cli(args: list[str] | None = None) -> DECLightningCLI:
@@ -73,6 +93,10 @@ def run_cli(args: list[str] | None = None) -> DECLightningCLI:
         sys.stderr.write(f"usage: dec-lightning {{{','.join(COMMANDS)}}} --config FILE [--key value ...]\n{usage}\n")
         raise SystemExit(0 if argv and argv[0] in ("-h", "--help") else 2)
     command, rest = argv[0], argv[1:]
+    if command == "predict":
+        from dec_lightning.cli.predict import run_predict  # imports this module
+
+        return run_predict(rest)
     start = time.perf_counter()
     with warnings.catch_warnings():
         # the command word is ours, so sys.argv and args differ by design

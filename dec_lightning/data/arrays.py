@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
 from dec_lightning.data.base import InMemoryDataModule
-from dec_lightning.data.validation import DataValidationError
+from dec_lightning.data.validation import DataValidationError, DECInputError, require_file
 
 _DATA_KEYS = ("x", "X", "data", "features")
 _LABEL_KEYS = ("y", "labels", "label", "target")
@@ -31,15 +33,24 @@ def _load_csv(path: Path, label_column: str | int | None) -> tuple[np.ndarray, n
     except ValueError:
         header = [h.strip() for h in first]
     try:
-        table = np.loadtxt(path, delimiter=",", skiprows=1 if header else 0, dtype=np.float64, ndmin=2)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*input contained no data")  # reported as empty below
+            table = np.loadtxt(path, delimiter=",", skiprows=1 if header else 0, dtype=np.float64, ndmin=2)
     except ValueError as err:
-        raise DataValidationError(f"{path}: every column must be numeric ({err})") from None
+        raise DataValidationError(
+            f"{path}: not a numeric table ({err}); every row needs the same number of comma-separated "
+            "numbers, after at most one header line; encode text columns as numbers and impute missing values"
+        ) from None
+    if table.size == 0:
+        raise DataValidationError(f"{path}: no data rows")
     if label_column is None:
         return table, None
     if isinstance(label_column, str):
         if header is None or label_column not in header:
             raise DataValidationError(f"{path}: no column named {label_column!r}; header is {header}")
         label_column = header.index(label_column)
+    if not -table.shape[1] <= label_column < table.shape[1]:
+        raise DataValidationError(f"{path}: label_column={label_column} but the file has {table.shape[1]} columns")
     y = table[:, label_column]
     return np.delete(table, label_column, axis=1), y
 
@@ -51,10 +62,19 @@ def load_array_file(
     label_column: str | int | None = None,
 ) -> tuple[np.ndarray | sp.spmatrix, np.ndarray | None]:
     """Read features and optional labels from ``.npy``, ``.npz`` (dense or scipy sparse) or ``.csv``."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"data file not found: {path}")
+    path = require_file(path, "data file", "check the path given as data.init_args.data")
     suffix = path.suffix.lower()
+    try:
+        return _load_file(path, suffix, labels_key, data_key, label_column)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+        if isinstance(err, DECInputError):
+            raise
+        raise DataValidationError(f"{path}: cannot read as {suffix} ({err})") from None
+
+
+def _load_file(
+    path: Path, suffix: str, labels_key: str | None, data_key: str | None, label_column: str | int | None
+) -> tuple[np.ndarray | sp.spmatrix, np.ndarray | None]:
     if suffix == ".npy":
         return np.load(path, allow_pickle=False), None
     if suffix == ".npz":
@@ -94,8 +114,9 @@ class ArrayDataModule(InMemoryDataModule):
 
     def __init__(
         self,
-        data: str | np.ndarray,
-        labels: str | np.ndarray | None = None,
+        # `Path` in the union keeps jsonargparse from replacing a path by the file's text
+        data: str | Path | np.ndarray,
+        labels: str | Path | np.ndarray | None = None,
         data_key: str | None = None,
         labels_key: str | None = None,
         label_column: str | int | None = None,
@@ -119,5 +140,12 @@ class ArrayDataModule(InMemoryDataModule):
         else:
             x, y = self.data, None
         if self.labels is not None:
-            y = np.load(self.labels, allow_pickle=False) if isinstance(self.labels, (str, Path)) else self.labels
+            if isinstance(self.labels, (str, Path)):
+                path = require_file(self.labels, "labels file", "check the path given as data.init_args.labels")
+                try:
+                    y = np.load(path, allow_pickle=False)
+                except (ValueError, OSError) as err:
+                    raise DataValidationError(f"{path}: cannot read labels as .npy ({err})") from None
+            else:
+                y = self.labels
         return x, y

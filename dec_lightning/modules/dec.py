@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -12,10 +14,41 @@ from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
+from dec_lightning.data.validation import ConfigError, require_file
 from dec_lightning.metrics.clustering import clustering_scores, label_change_fraction
 from dec_lightning.modules.assignment import kl_divergence, soft_assignment, target_distribution
 from dec_lightning.modules.dataset_pass import whole_dataset_pass
 from dec_lightning.modules.optim import dec_sgd
+
+_RESAVE_ENCODER = (
+    "python -c \"import torch; s = torch.load('{path}', weights_only=False)['state_dict']; "
+    "torch.save({{k[8:]: v for k, v in s.items() if k.startswith('encoder.')}}, 'encoder.pt')\""
+)
+
+
+def load_checkpoint_file(path: Path) -> dict[str, Any]:
+    """``torch.load`` with ``weights_only=True``, failing with one `ConfigError` on any unreadable file.
+
+    Weights-only loading never runs code from the file; a checkpoint that pickles Python
+    objects (e.g. an optimizer factory among its hyperparameters) is refused with a hint.
+    """
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        if found is None:  # not a pickle torch can read at all
+            raise ConfigError(f"{path}: cannot read as a checkpoint (not a PyTorch file, or corrupted)") from None
+        raise ConfigError(
+            f"{path}: holds pickled Python objects besides tensors ({found.group(1)}, e.g. an optimizer "
+            "among its hyperparameters), which are not loaded for safety; if you trust the file, save the "
+            f"encoder weights alone and pass that file instead: {_RESAVE_ENCODER.format(path=path)}"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else "empty or truncated file"
+        raise ConfigError(f"{path}: cannot read as a checkpoint ({type(err).__name__}: {reason})") from None
+    if not isinstance(checkpoint, dict):
+        raise ConfigError(f"{path}: not a checkpoint or state dict (holds a {type(checkpoint).__name__})")
+    return checkpoint
 
 
 def load_encoder_weights(encoder: nn.Module, path: str | Path) -> None:
@@ -24,16 +57,16 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path) -> None:
     A Lightning checkpoint of `AutoencoderPretraining` holds them under ``encoder.*``;
     a plain file is the encoder's own ``state_dict``.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"pretrained encoder not found: {path} (run `dec-lightning pretrain` first)")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    path = require_file(
+        path, "pretrained encoder", "run `dec-lightning pretrain` first, or fix model.pretrained in the config"
+    )
+    state = load_checkpoint_file(path)
     if "state_dict" in state:
         state = {k.removeprefix("encoder."): v for k, v in state["state_dict"].items() if k.startswith("encoder.")}
     try:
         encoder.load_state_dict(state)
     except RuntimeError as err:
-        raise ValueError(f"{path} does not fit the configured encoder (model.encoder): {err}") from None
+        raise ConfigError(f"{path} does not fit the configured encoder (`encoder` in the config): {err}") from None
 
 
 class DEC(L.LightningModule):
@@ -51,6 +84,10 @@ class DEC(L.LightningModule):
         pretrained: pretraining checkpoint or encoder state file loaded before clustering
             (skipped when resuming from a DEC checkpoint).
         optimizer: builds the optimizer from the parameters (default: SGD lr 0.01, momentum 0.9).
+        near_empty_fraction: a cluster holding fewer than this fraction of the mean cluster size
+            N/K at a refresh of P is reported as near-empty (0 reports only empty clusters). The
+            default 0.1 flags a collapsing cluster early yet leaves room for real class imbalance
+            (Reuters-4's smallest class holds 0.2 N/K; MNIST's 0.9 N/K).
     """
 
     def __init__(
@@ -60,17 +97,22 @@ class DEC(L.LightningModule):
         alpha: float = 1.0,
         pretrained: str | None = None,
         optimizer: OptimizerCallable = dec_sgd,
+        near_empty_fraction: float = 0.1,
     ) -> None:
         super().__init__()
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`.*")
-            self.save_hyperparameters()
+            # the optimizer factory is code, not a hyperparameter: pickling it would make the
+            # checkpoint unloadable with torch.load(weights_only=True), i.e. break resuming
+            self.save_hyperparameters(ignore=["optimizer"])
         if isinstance(self.hparams.get("encoder"), nn.Module):
             # Built in Python rather than from a config: not serialisable as a hyperparameter,
             # so `DEC.load_from_checkpoint(path, encoder=...)` must be given one.
             self.hparams.pop("encoder")
         if n_clusters < 2:
-            raise ValueError(f"n_clusters must be >= 2, got {n_clusters}")
+            raise ConfigError(f"model.n_clusters must be >= 2 (a single cluster is no clustering), got {n_clusters}")
+        if not 0 <= near_empty_fraction < 1:
+            raise ConfigError(f"model.near_empty_fraction must be in [0, 1), got {near_empty_fraction}")
         if not hasattr(encoder, "embedding_dim"):
             raise ValueError(f"{type(encoder).__name__} needs an `embedding_dim` attribute to be used by DEC")
         # kept as an attribute: Lightning drops unpicklable hparams (lambdas) before fit
@@ -82,6 +124,8 @@ class DEC(L.LightningModule):
         self.labels: Tensor | None = None  # hard assignments at the latest refresh
         self.delta_label = float("nan")  # fraction of labels changed by the latest refresh
         self.refresh_count = 0
+        self.min_cluster_size = float("nan")  # smallest cluster's share of the samples at the latest refresh
+        self._reported_small: tuple[tuple[int, ...], tuple[int, ...]] = ((), ())
         self.scores: dict[str, float] = {}  # ACC/NMI/ARI of the final assignments, when labels exist
 
     @property
@@ -103,11 +147,39 @@ class DEC(L.LightningModule):
         self.target = target_distribution(q)
         self.labels = labels
         self.refresh_count += 1
-        sizes = torch.bincount(labels, minlength=self.n_clusters)
-        if (sizes == 0).any():
+        self._check_cluster_sizes(labels)
+
+    def _check_cluster_sizes(self, labels: Tensor) -> None:
+        """Log the smallest cluster's share and warn when clusters (nearly) empty out.
+
+        An empty cluster's column of P is zero, so nothing pulls data back to its centre:
+        it stays lost unless re-seeded (`CentroidReinit`). The warning is repeated only when
+        the set of (near-)empty clusters changes, not at every refresh.
+        """
+        n, k = len(labels), self.n_clusters
+        sizes = torch.bincount(labels, minlength=k)
+        self.min_cluster_size = float(sizes.min()) / max(n, 1)
+        if self._trainer is not None and self._current_fx_name is not None:  # inside a Lightning hook
+            self.log("cluster/min_size", self.min_cluster_size)
+        empty = tuple(torch.nonzero(sizes == 0).flatten().tolist())
+        threshold = self.hparams.near_empty_fraction * n / k
+        small = tuple(torch.nonzero((sizes > 0) & (sizes < threshold)).flatten().tolist())
+        if (empty, small) == self._reported_small:
+            return
+        self._reported_small = (empty, small)
+        problems = []
+        if empty:
+            problems.append(f"{len(empty)} of {k} clusters are empty {list(empty)}")
+        if small:
+            listed = ", ".join(f"{j}: {int(sizes[j])}" for j in small)
+            problems.append(
+                f"{len(small)} of {k} clusters are near-empty (fewer than {self.hparams.near_empty_fraction:g} x N/K = "
+                f"{threshold:.1f} samples; {listed})"
+            )
+        if problems:
             rank_zero_warn(
-                f"DEC: {int((sizes == 0).sum())} of {self.n_clusters} clusters are empty after refresh "
-                f"{self.refresh_count}; CentroidReinit can recover them"
+                f"DEC: after refresh {self.refresh_count} of P, " + " and ".join(problems) + "; the "
+                "CentroidReinit callback re-seeds them, or try fewer clusters (model.n_clusters)"
             )
 
     def on_train_end(self) -> None:
@@ -135,13 +207,20 @@ class DEC(L.LightningModule):
         self.refresh_count = state.get("refresh_count", 0)
 
     def setup(self, stage: str) -> None:
+        """Check the data against the model before any work, so a mismatch is one clear error."""
         datamodule = getattr(self.trainer, "datamodule", None)
         data_dim = getattr(datamodule, "input_dim", None)
         encoder_dim = getattr(self.encoder, "input_dim", None)
         if data_dim is not None and encoder_dim is not None and data_dim != encoder_dim:
-            raise ValueError(
+            raise ConfigError(
                 f"the data has {data_dim} features but the encoder expects {encoder_dim}; "
                 f"set the encoder's input size (encoder.init_args.dims[0] in the config) to {data_dim}"
+            )
+        dataset = getattr(datamodule, "dataset", None)
+        if stage == "fit" and dataset is not None and len(dataset) < self.n_clusters:
+            raise ConfigError(
+                f"model.n_clusters={self.n_clusters} but the data has only {len(dataset)} samples; "
+                "K can be at most the number of samples"
             )
         if stage == "fit" and self.hparams.pretrained and self.trainer.ckpt_path is None:
             load_encoder_weights(self.encoder, self.hparams.pretrained)
@@ -157,9 +236,9 @@ class DEC(L.LightningModule):
         return loss
 
     def predict_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
-        x, _, index = batch
+        x, y, index = batch
         q = self(x)
-        return {"index": index, "q": q, "labels": q.argmax(dim=1)}
+        return {"index": index, "q": q, "labels": q.argmax(dim=1), "y": y}
 
     def configure_optimizers(self) -> Any:
         return self.optimizer_factory(self.parameters())
