@@ -33,7 +33,7 @@ import torch
 from sklearn.metrics import adjusted_rand_score
 from torch.utils.data import DataLoader, DistributedSampler
 
-from dec_lightning.callbacks import KMeansInit, TargetDistributionRefresh, ToleranceStopping
+from dec_lightning.callbacks import CentroidReinit, KMeansInit, TargetDistributionRefresh, ToleranceStopping
 from dec_lightning.data import DigitsDataModule
 from dec_lightning.data.indexed import collate_batch
 from dec_lightning.encoders import MLPEncoder
@@ -48,7 +48,8 @@ GLOBAL_BATCH = 128
 MAX_STEPS = 600
 UPDATE_INTERVAL = 60  # four epochs of 128-sample global batches
 TOL = 0.05
-WORKER_TIMEOUT_S = 150
+REINIT_STEPS = 45  # CentroidReinit at the start of epochs 1 and 2 (steps 15 and 30)
+WORKER_TIMEOUT_S = 120
 
 
 # ----------------------------------------------------------------------------- worker side
@@ -154,7 +155,12 @@ class GlobalOrderDigits(DigitsDataModule):
 
 
 def run_worker(spec: dict[str, Any]) -> None:
-    """One clustering fit; ``spec``: devices, weights (encoder state file), out (folder)."""
+    """One clustering fit; ``spec``: devices, weights (encoder state file), out (folder), reinit.
+
+    With ``reinit``, `CentroidReinit` re-runs k-means every epoch and the run lasts
+    ``REINIT_STEPS`` (no tolerance stop) so that it re-initialises twice.
+    """
+    reinit = bool(spec.get("reinit", False))
     torch.set_num_threads(1)
     devices = int(spec["devices"])
     L.seed_everything(SEED)
@@ -170,7 +176,7 @@ def run_worker(spec: dict[str, Any]) -> None:
         accelerator="cpu",
         devices=devices,
         strategy=strategy,
-        max_steps=MAX_STEPS,
+        max_steps=REINIT_STEPS if reinit else MAX_STEPS,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -179,7 +185,8 @@ def run_worker(spec: dict[str, Any]) -> None:
             KMeansInit(n_init=4, seed=SEED),
             TargetDistributionRefresh(update_interval=UPDATE_INTERVAL),
             RankProbe(spec["out"]),
-            ToleranceStopping(tol=TOL),
+            ToleranceStopping(tol=0.0 if reinit else TOL),
+            *([CentroidReinit(n_init=4, seed=SEED)] if reinit else []),
         ],
     )
     trainer.fit(model, datamodule=data)
@@ -188,13 +195,13 @@ def run_worker(spec: dict[str, Any]) -> None:
 # ----------------------------------------------------------------------------- test side
 
 
-def launch(devices: int, weights: Path, out: Path) -> None:
+def launch(devices: int, weights: Path, out: Path, reinit: bool = False) -> None:
     """Run the worker in its own process group; kill the whole group if it outlives the timeout."""
     out.mkdir(parents=True, exist_ok=True)
     repo = Path(__file__).resolve().parents[1]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     env["PYTHONPATH"] = os.pathsep.join([str(repo), env.get("PYTHONPATH", "")])
-    spec = json.dumps({"devices": devices, "weights": str(weights), "out": str(out)})
+    spec = json.dumps({"devices": devices, "weights": str(weights), "out": str(out), "reinit": reinit})
     proc = subprocess.Popen(
         [sys.executable, __file__, spec],
         cwd=out,
@@ -243,10 +250,14 @@ def pretrain_encoder(path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
-    """Pretrain once, then cluster from the same weights with 1 and with 2 processes."""
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return pretrain_encoder(tmp_path_factory.mktemp("ddp_weights") / "encoder.pt")
+
+
+@pytest.fixture(scope="module")
+def runs(weights: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
+    """Cluster from the same pretrained weights with 1 and with 2 processes."""
     root = tmp_path_factory.mktemp("ddp")
-    weights = pretrain_encoder(root / "encoder.pt")
     outs = {1: root / "single", 2: root / "ddp"}
     for devices, out in outs.items():
         launch(devices, weights, out)
@@ -327,6 +338,23 @@ def test_uneven_shards_give_n_rows_in_index_order(runs: dict[int, Path]) -> None
         torch.testing.assert_close(got["q"], q_ref, atol=1e-6, rtol=1e-5)
         torch.testing.assert_close(got["p"], target_distribution(q_ref), atol=1e-6, rtol=1e-5)
     assert torch.equal(first[0]["q"], first[1]["q"])
+
+
+@pytest.mark.slow
+def test_centroid_reinit_under_ddp(weights: Path, tmp_path: Path) -> None:
+    """CentroidReinit's k-means on rank 0 + broadcast keeps the ranks, and the 1-process run, in step."""
+    outs = {1: tmp_path / "single", 2: tmp_path / "ddp"}
+    for devices, out in outs.items():
+        launch(devices, weights, out, reinit=True)
+    (single,) = read_ranks(outs[1], 1)
+    rank0, rank1 = read_ranks(outs[2], 2)
+    # refreshes at k-means init and after each re-initialisation made P stale
+    assert [r["step"] for r in rank0["refreshes"]] == [0, 15, 30]
+    assert rank0["refreshes"] == rank1["refreshes"]
+    assert all(r["p_equal"] and r["centers_equal"] and r["params_equal"] for r in rank0["refreshes"])
+    assert rank0["global_step"] == rank1["global_step"] == single["global_step"] == REINIT_STEPS
+    ari = adjusted_rand_score(single["labels"], rank0["labels"])
+    assert ari >= 0.99, f"DDP and single-process labelings disagree after CentroidReinit: ARI={ari:.4f}"
 
 
 if __name__ == "__main__":
