@@ -46,8 +46,9 @@ def whole_dataset_pass(
     pl_module.train(was_training)
     output, label, index = torch.cat(outputs), torch.cat(labels), torch.cat(indices)
     if world > 1:
-        # equal shapes on every rank: the sampler pads each shard to ceil(N / world)
-        output, label, index = (t.flatten(0, 1) for t in trainer.strategy.all_gather((output, label, index)))
+        # equal shapes on every rank: the sampler pads each shard to ceil(N / world).
+        # `Strategy.all_gather` takes a single tensor (a tuple raises), hence one call each.
+        output, label, index = (trainer.strategy.all_gather(t).flatten(0, 1) for t in (output, label, index))
     n = len(dataset)
     ordered_output = output.new_empty((n, *output.shape[1:]))
     ordered_label = label.new_empty(n)
