@@ -58,8 +58,10 @@ def test_digits_batches_match_their_index(digits) -> None:
 
 def test_shuffled_loader_covers_every_index_once_per_epoch(digits) -> None:
     orders = []
-    for _ in range(2):
-        _, _, index = collect(digits.train_dataloader())
+    loader = digits.train_dataloader()
+    for epoch in range(2):
+        loader.sampler.set_epoch(epoch)  # as Lightning does at each epoch start
+        _, _, index = collect(loader)
         assert len(index) == 1797
         assert torch.equal(index.sort().values, torch.arange(1797))
         orders.append(index)

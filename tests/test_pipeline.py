@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import argparse
 import os
-import pickle
 import re
 import subprocess
 import sys
@@ -93,24 +91,12 @@ def test_cli_checkpoint_reloads_with_encoder(cli_run) -> None:
     assert model.target.shape == (1797, 10)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=argparse.ArgumentError,
-    reason="bug: CLI checkpoints do not record the encoder config (it is linked as an instance and "
-    "dropped from hparams), so DEC.load_from_checkpoint(path) without encoder= fails",
-)
 def test_cli_checkpoint_reloads_without_args(cli_run) -> None:
     cli, save_dir = cli_run
     model = DEC.load_from_checkpoint(only_checkpoint(save_dir / "cluster"))
     assert torch.equal(dataset_labels(model, cli.datamodule.dataset.x), cli.model.labels)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: DEC pops the encoder from hparams but not from hparams_initial, so the logger's "
-    "hparams.yaml holds the whole pickled encoder (weights as !!python/object YAML)",
-)
 def test_cli_hparams_yaml_has_no_pickled_modules(cli_run) -> None:
     _, save_dir = cli_run
     for hparams in save_dir.glob("**/hparams.yaml"):
@@ -132,8 +118,7 @@ def python_checkpoint(blobs_datamodule, trainer_kwargs, tmp_path) -> tuple[DEC, 
 
 def test_python_checkpoint_reloads_with_encoder(python_checkpoint, blobs_datamodule, trainer_kwargs) -> None:
     module, path = python_checkpoint
-    # weights_only=False: see test_python_checkpoint_loads_with_torch_default for why it is needed today
-    model = DEC.load_from_checkpoint(path, encoder=MLPEncoder([16, 16, 4]), weights_only=False)
+    model = DEC.load_from_checkpoint(path, encoder=MLPEncoder([16, 16, 4]))
     assert model.n_clusters == 4 and model.hparams.alpha == 1.0
     torch.testing.assert_close(model.centers, module.centers)
     x = blobs_datamodule.dataset.x
@@ -149,12 +134,6 @@ def test_python_checkpoint_reloads_with_encoder(python_checkpoint, blobs_datamod
     assert torch.equal(labels, dataset_labels(module, x))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pickle.UnpicklingError,
-    reason="bug: DEC saves its optimizer callable (dec_sgd) in hparams, so the checkpoint is not loadable "
-    "with torch>=2.6's default weights_only=True",
-)
 def test_python_checkpoint_loads_with_torch_default(python_checkpoint) -> None:
     module, path = python_checkpoint
     model = DEC.load_from_checkpoint(path, encoder=MLPEncoder([16, 16, 4]))
@@ -162,8 +141,7 @@ def test_python_checkpoint_loads_with_torch_default(python_checkpoint) -> None:
 
 
 def pretrained_encoder_state(ckpt: Path) -> dict[str, torch.Tensor]:
-    # weights_only=False: the pretraining checkpoint pickles its optimizer factory (see the xfail below)
-    state = torch.load(ckpt, weights_only=False)["state_dict"]
+    state = torch.load(ckpt, weights_only=True)["state_dict"]
     return {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}
 
 
@@ -203,13 +181,6 @@ def test_cluster_loads_pretrained_encoder_state_file(pretrain_checkpoint, tmp_pa
     assert cli.model.scores["acc"] > 0.5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pickle.UnpicklingError,
-    reason="bug: the pretraining checkpoint pickles its optimizer (a jsonargparse functools.partial) in "
-    "hyper_parameters, and load_encoder_weights uses torch.load(weights_only=True), so "
-    "`cluster --model.pretrained <pretrain ckpt>` fails",
-)
 def test_pretrain_then_cluster_from_checkpoint(pretrain_checkpoint, tmp_path) -> None:
     cli = cluster_from(pretrain_checkpoint, tmp_path / "clu")
     assert_encoder_equals(cli.model.encoder, pretrained_encoder_state(pretrain_checkpoint))
@@ -225,7 +196,7 @@ def test_cli_usage_on_unknown_command(capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
         run_cli(["fit", "--config", CONFIG])
     assert exit_info.value.code == 2
-    assert "usage: dec-lightning {pretrain,cluster,run}" in capsys.readouterr().err
+    assert "usage: dec-lightning {pretrain,cluster,run,predict}" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")
@@ -255,12 +226,6 @@ def test_console_run_prints_summary_last(console_run) -> None:
     assert any(line.startswith("DEC checkpoint: ") and line.endswith(".ckpt") for line in lines)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: main() passes the parsed argv to LightningCLI while sys.argv still holds it, so every "
-    "console run warns 'LightningCLI's args parameter is intended to run from within Python'",
-)
 def test_console_run_has_no_spurious_args_warning(console_run) -> None:
     assert console_run.returncode == 0
     assert "args parameter is intended" not in console_run.stderr

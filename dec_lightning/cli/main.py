@@ -42,9 +42,10 @@ class DECLightningCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_subclass_arguments(nn.Module, "encoder", required=True)
         parser.add_class_arguments(AutoencoderPretraining, "pretrain")
-        # one encoder instance serves both stages, so pretrained weights flow into DEC
-        parser.link_arguments("encoder", "pretrain.encoder", apply_on="instantiate")
-        parser.link_arguments("encoder", "model.encoder", apply_on="instantiate")
+        # Both stages build the encoder from the same config, so each checkpoint records it and
+        # reloads alone (`DEC.load_from_checkpoint(path)`); `run` copies the pretrained weights.
+        parser.link_arguments("encoder", "pretrain.encoder")
+        parser.link_arguments("encoder", "model.encoder")
 
     def pretrain_trainer(self) -> L.Trainer:
         """A trainer with the clustering trainer's hardware settings and the pretraining length."""
@@ -113,8 +114,10 @@ def run_cli(args: list[str] | None = None) -> DECLightningCLI:
             parser_kwargs={"prog": f"dec-lightning {command}"},
         )
     if command in ("pretrain", "run"):
+        pretraining: AutoencoderPretraining = cli.config_init["pretrain"]
         pretrainer = cli.pretrain_trainer()
-        pretrainer.fit(cli.config_init["pretrain"], datamodule=cli.datamodule)
+        pretrainer.fit(pretraining, datamodule=cli.datamodule)
+        cli.model.encoder.load_state_dict(pretraining.encoder.state_dict())
         checkpoint = pretrainer.checkpoint_callback.best_model_path if pretrainer.checkpoint_callback else ""
         if checkpoint:
             rank_zero_info(f"pretrained autoencoder: {checkpoint}")

@@ -107,8 +107,10 @@ class DEC(L.LightningModule):
             self.save_hyperparameters(ignore=["optimizer"])
         if isinstance(self.hparams.get("encoder"), nn.Module):
             # Built in Python rather than from a config: not serialisable as a hyperparameter,
-            # so `DEC.load_from_checkpoint(path, encoder=...)` must be given one.
+            # so `DEC.load_from_checkpoint(path, encoder=...)` must be given one. The logger
+            # writes the initial copy, so drop it there too.
             self.hparams.pop("encoder")
+            self._hparams_initial.pop("encoder", None)
         if n_clusters < 2:
             raise ConfigError(f"model.n_clusters must be >= 2 (a single cluster is no clustering), got {n_clusters}")
         if not 0 <= near_empty_fraction < 1:

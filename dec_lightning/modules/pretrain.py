@@ -77,7 +77,9 @@ class AutoencoderPretraining(L.LightningModule):
         lr_decay: float = 0.1,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["encoder", "decoder"])
+        # modules are saved as weights; the optimizer factory is code, and pickling it would make
+        # the checkpoint unreadable with torch.load(weights_only=True)
+        self.save_hyperparameters(ignore=["encoder", "decoder", "optimizer"])
         if decoder is None:
             if not isinstance(encoder, MLPEncoder):
                 raise ValueError("give a decoder for encoders other than MLPEncoder")
