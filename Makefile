@@ -9,7 +9,7 @@ TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 export OMP_NUM_THREADS ?= 1
 export DEC_DATA_DIR ?= $(abspath ../shared/data)
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench bench-scaling clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,14 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+# Framework overhead, FLOP/s, data loading, k-means and refresh cost (< 10 min); results in benchmarks/results/.
+bench: $(STAMP)
+	$(PY) benchmarks/throughput.py && $(PY) benchmarks/kmeans_compare.py
+
+# Growth of epoch, refresh and k-means time and of peak RSS with N up to 1e6 (~5-10 min).
+bench-scaling: $(STAMP)
+	$(PY) benchmarks/scaling.py
 
 clean:
 	rm -rf runs lightning_logs .pytest_cache
