@@ -127,7 +127,11 @@ def run_seed(config: str, seed: int, data_dir: str | None, extra: list[str], wor
     ]
     load_start = os.getloadavg()
     start = time.perf_counter()
-    cli = run_cli(args)
+    argv, sys.argv = sys.argv, sys.argv[:1]  # LightningCLI warns when it sees this script's own arguments
+    try:
+        cli = run_cli(args)
+    finally:
+        sys.argv = argv
     end = time.perf_counter()
     probe = next(cb for cb in cli.trainer.callbacks if type(cb).__name__ == "BenchmarkProbe")
     stopper = next((cb for cb in cli.trainer.callbacks if isinstance(cb, ToleranceStopping)), None)
@@ -181,9 +185,18 @@ def summarize(dataset: str, config: str, runs: list[dict[str, Any]], extra: dict
         "baseline_nmi_mean": mean(values("nmi", "baseline")),
         "wall_s_mean": mean([r["wall_s"]["total"] for r in runs]),
         "target": TARGETS.get(dataset),
+        "target_acc": target_acc(dataset, extra),
         **extra,
         "runs": runs,
     }
+
+
+def target_acc(dataset: str, extra: dict[str, Any]) -> float | None:
+    """The ACC the project asks for: fixed for images, k-means on the tf-idf + 0.05 for Reuters."""
+    if dataset == "reuters":
+        raw = extra.get("raw_kmeans")
+        return None if raw is None else raw["acc"] + 0.05
+    return {"mnist": 0.88, "usps": 0.76}.get(dataset)
 
 
 def fmt(v: float | None, digits: int = 3) -> str:
@@ -201,7 +214,7 @@ def markdown(summary: dict[str, Any]) -> str:
             f"lightning {m['lightning']}."
         ),
         f"Target: {summary['target']}.",
-        "",
+        *([f"Note: {summary['note']}", ""] if summary.get("note") else [""]),
         (
             "| seed | ACC | NMI | ARI | AE+k-means ACC | pretrain steps | DEC steps | stopped by tol "
             "| pretrain s | k-means s | DEC s | total s | load avg (1 min) |"
@@ -223,6 +236,12 @@ def markdown(summary: dict[str, Any]) -> str:
             f"AE + k-means ACC {fmt(summary['baseline_acc_mean'])}; wall {fmt(summary['wall_s_mean'], 0)} s per seed."
         ),
     ]
+    if summary.get("target_acc") is not None and summary["acc_mean"] is not None:
+        met = summary["acc_mean"] >= summary["target_acc"]
+        lines.append(
+            f"Target ACC {summary['target_acc']:.3f}: {'met' if met else 'NOT met'} by the mean ACC "
+            f"{summary['acc_mean']:.3f}."
+        )
     raw = summary.get("raw_kmeans")
     if raw:
         lines.append(
@@ -258,6 +277,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--out-dir", default=str(REPO / "benchmarks" / "results"))
     parser.add_argument("--name", help="result file stem (default: the dataset)")
+    parser.add_argument("--note", help="free text saved with the results (e.g. why a schedule was shortened)")
+    parser.add_argument(
+        "--rewrite", action="store_true", help="only re-render <name>.json and .md from the runs already in the json"
+    )
     parser.add_argument("extra", nargs=argparse.REMAINDER, help="after --: more dec-lightning arguments")
     args = parser.parse_args(argv)
 
@@ -272,7 +295,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     stem = args.name or args.dataset
     command = " ".join(["python benchmarks/quality.py", *(argv if argv is not None else sys.argv[1:])])
 
-    results: dict[str, Any] = {"machine": machine_info(), "command": command}
+    if args.rewrite:
+        old = json.loads((out_dir / f"{stem}.json").read_text())
+        keep = {k: old.get(k) for k in ("machine", "command", "raw_kmeans")}
+        summary = summarize(old["dataset"], old["config"], old["runs"], {**keep, "note": args.note or old.get("note")})
+        (out_dir / f"{stem}.json").write_text(json.dumps(summary, indent=2) + "\n")
+        (out_dir / f"{stem}.md").write_text(markdown(summary))
+        return summary
+
+    results: dict[str, Any] = {"machine": machine_info(), "command": command, "note": args.note}
     if args.raw_kmeans or (args.raw_kmeans is None and args.dataset == "reuters"):
         from dec_lightning.data import MNISTDataModule, ReutersDataModule, USPSDataModule
 
