@@ -224,6 +224,8 @@ def test_build_reuters10k_selects_like_dec() -> None:
     assert matched == 100
     norms = np.linalg.norm(xs.toarray(), axis=1)
     np.testing.assert_allclose(norms[norms > 0], np.sqrt(20), rtol=1e-5)
+    unscaled, _ = build_reuters10k(x, target, names, n_samples=100, n_features=20, seed=3, scale=False)
+    np.testing.assert_allclose(unscaled.toarray() * np.sqrt(20), xs.toarray(), rtol=1e-5)
     # seeded: same seed, same set; another seed, another draw
     xs2, y2 = build_reuters10k(x, target, names, n_samples=100, n_features=20, seed=3)
     assert (xs2 != xs).nnz == 0 and np.array_equal(y, y2)

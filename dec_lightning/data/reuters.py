@@ -25,12 +25,13 @@ def build_reuters10k(
     n_features: int = 2000,
     seed: int = 1234,
     categories: Sequence[str] = DEC_CATEGORIES,
+    scale: bool = True,
 ) -> tuple[sp.csr_matrix, np.ndarray]:
     """REUTERS-10K as DEC made it, from a tf-idf corpus with multi-label topics (e.g. `fetch_rcv1`).
 
     DEC keeps the documents whose topics include exactly one of CCAT, GCAT, MCAT, ECAT
     (that one is the label), takes the 2000 most frequent terms and 10000 documents,
-    computes tf-idf with unit L2 rows and multiplies it by sqrt(2000).
+    computes tf-idf with unit L2 rows and multiplies it by sqrt(2000) (``scale``).
 
     `fetch_rcv1` has no raw counts, only log-tf-idf over 47236 terms, so this rebuild
     differs in two documented ways: "most frequent" is the document frequency among the
@@ -56,7 +57,8 @@ def build_reuters10k(
     pick = np.random.default_rng(seed).choice(len(eligible), size=n_samples, replace=False)
     sub = x[eligible[pick]][:, terms].astype(np.float64)
     norms = np.sqrt(np.asarray(sub.multiply(sub).sum(axis=1)).ravel())
-    sub = sp.diags(np.where(norms > 0, np.sqrt(n_features) / np.maximum(norms, 1e-300), 0.0)) @ sub
+    row_norm = np.sqrt(n_features) if scale else 1.0
+    sub = sp.diags(np.where(norms > 0, row_norm / np.maximum(norms, 1e-300), 0.0)) @ sub
     return sp.csr_matrix(sub, dtype=np.float32), labels[pick].astype(np.int64)
 
 
@@ -128,14 +130,12 @@ class ReutersDataModule(InMemoryDataModule):
             ) from None
 
     def load_arrays(self) -> tuple[np.ndarray | sp.csr_matrix, np.ndarray]:
-        if self.variant == "reuters21578":
-            x, y = self._load_reuters21578()
-        elif self.variant == "reuters10k":
+        if self.variant == "reuters10k":
             return self._load_reuters10k()
-        else:
+        if self.variant == "rcv1":
             bunch = self._fetch_rcv1(download=False)
-            x, y = build_reuters10k(bunch.data, bunch.target, bunch.target_names, seed=self.seed)
-            x = x.multiply(1.0 / np.sqrt(x.shape[1])).tocsr()  # back to unit rows; scaled below if asked
+            return build_reuters10k(bunch.data, bunch.target, bunch.target_names, seed=self.seed, scale=self.scale)
+        x, y = self._load_reuters21578()
         if self.scale:
             x = (x * np.sqrt(x.shape[1])).tocsr()
         return x, y
