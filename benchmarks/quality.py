@@ -1,0 +1,328 @@
+"""Measured DEC reproduction: run the whole pipeline per seed and record quality, baseline and cost.
+
+    python benchmarks/quality.py --dataset reuters --seeds 3
+    python benchmarks/quality.py --dataset mnist --config configs/mnist.yaml --seeds 5
+
+Each seed runs ``dec-lightning run`` in-process through `run_cli` and records ACC, NMI, ARI
+of the final clustering, the AE + k-means baseline (the scores of the first refresh of P,
+which assigns every sample to its nearest k-means centre: DEC before any DEC step), wall
+seconds per phase, step counts, and the machine. Results go to
+``benchmarks/results/<dataset>.json`` and a Markdown table beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # so the CLI can import this module's callback by class path
+    sys.path.insert(0, str(REPO))
+
+# Targets quoted by the project for this reproduction (paper / DEC-keras level).
+TARGETS = {
+    "mnist": "ACC >= 0.88 (paper: 0.843 with its SAE; DEC-keras ~0.88)",
+    "usps": "ACC >= 0.76",
+    "reuters": "ACC >= k-means on the same tf-idf + 0.05",
+}
+PROBE = "benchmarks.quality.BenchmarkProbe"
+
+
+class BenchmarkProbe(L.Callback):
+    """Clustering-trainer callback that timestamps the phases and keeps the AE + k-means scores.
+
+    Add it after `KMeansInit` and `TargetDistributionRefresh`: its ``on_train_start`` then
+    runs once k-means is done, and at the end of the first step the module's labels are
+    still those of the first refresh, i.e. the nearest k-means centre of each sample.
+    """
+
+    def __init__(self) -> None:
+        self.times: dict[str, float] = {}
+        self.baseline: dict[str, float] = {}
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.times["cluster_fit_start"] = time.perf_counter()
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.times["kmeans_done"] = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.baseline or pl_module.refresh_count < 1 or pl_module.labels is None:
+            return
+        from dec_lightning.metrics.clustering import clustering_scores
+
+        y = trainer.datamodule.dataset.y
+        self.baseline = clustering_scores(pl_module.labels.cpu(), y)
+        self.baseline["refresh"] = float(pl_module.refresh_count)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.times["train_end"] = time.perf_counter()
+
+
+def machine_info() -> dict[str, Any]:
+    import torch
+
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "lightning": L.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def raw_kmeans_baseline(datamodule: Any, n_init: int, seed: int) -> dict[str, float]:
+    """k-means on the input features themselves (sklearn, sparse input allowed): what DEC must beat."""
+    import torch
+    from sklearn.cluster import KMeans
+
+    from dec_lightning.metrics.clustering import clustering_scores
+
+    datamodule.setup()
+    ds = datamodule.dataset
+    x = ds.x if not isinstance(ds.x, torch.Tensor) else ds.x.numpy()
+    k = int(ds.y.max()) + 1
+    start = time.perf_counter()
+    labels = KMeans(k, n_init=n_init, random_state=seed).fit_predict(x)
+    scores = clustering_scores(torch.from_numpy(labels), ds.y)
+    return {**scores, "n_init": n_init, "seed": seed, "wall_s": time.perf_counter() - start}
+
+
+def run_seed(config: str, seed: int, data_dir: str | None, extra: list[str], workdir: Path) -> dict[str, Any]:
+    from dec_lightning.callbacks import ToleranceStopping
+    from dec_lightning.cli.main import run_cli
+
+    args = ["run", "--config", config, "--seed_everything", str(seed)]
+    if data_dir:
+        args += ["--data.init_args.data_dir", data_dir]
+    args += [
+        "--trainer.logger.init_args.save_dir",
+        str(workdir / f"seed{seed}"),
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.enable_model_summary",
+        "false",
+        f"--trainer.callbacks+={PROBE}",
+        *extra,
+    ]
+    load_start = os.getloadavg()
+    start = time.perf_counter()
+    argv, sys.argv = sys.argv, sys.argv[:1]  # LightningCLI warns when it sees this script's own arguments
+    try:
+        cli = run_cli(args)
+    finally:
+        sys.argv = argv
+    end = time.perf_counter()
+    probe = next(cb for cb in cli.trainer.callbacks if type(cb).__name__ == "BenchmarkProbe")
+    stopper = next((cb for cb in cli.trainer.callbacks if isinstance(cb, ToleranceStopping)), None)
+    pretrain = cli.config_init["pretrain"]
+    pretrain_trainer = getattr(pretrain, "_trainer", None)
+    t = probe.times
+    return {
+        "seed": seed,
+        **{k: cli.model.scores.get(k) for k in ("acc", "nmi", "ari")},
+        "baseline": {k: probe.baseline.get(k) for k in ("acc", "nmi", "ari")},
+        "pretrain_steps": int(pretrain_trainer.global_step) if pretrain_trainer else pretrain.total_steps,
+        "pretrain_final_loss": float(pretrain_trainer.callback_metrics["pretrain/loss"])
+        if pretrain_trainer and "pretrain/loss" in pretrain_trainer.callback_metrics
+        else None,
+        "dec_steps": int(cli.trainer.global_step),
+        "refreshes": int(cli.model.refresh_count),
+        "stopped_by_tol": bool(stopper and stopper.stopped_step is not None),
+        "wall_s": {
+            # from the start of the run: config parsing, data loading and pretraining
+            "pretrain": t["cluster_fit_start"] - start,
+            "kmeans_init": t["kmeans_done"] - t["cluster_fit_start"],
+            "dec": t["train_end"] - t["kmeans_done"],
+            "total": end - start,
+        },
+        "load_average_start": load_start,
+        "load_average_end": os.getloadavg(),
+    }
+
+
+def summarize(dataset: str, config: str, runs: list[dict[str, Any]], extra: dict[str, Any]) -> dict[str, Any]:
+    def values(key: str, sub: str | None = None) -> list[float]:
+        return [(r[sub] if sub else r)[key] for r in runs if (r[sub] if sub else r).get(key) is not None]
+
+    def mean(v: list[float]) -> float | None:
+        return statistics.fmean(v) if v else None
+
+    def std(v: list[float]) -> float | None:
+        return statistics.pstdev(v) if v else None
+
+    return {
+        "dataset": dataset,
+        "config": config,
+        "seeds": [r["seed"] for r in runs],
+        "acc_mean": mean(values("acc")),
+        "acc_std": std(values("acc")),
+        "nmi_mean": mean(values("nmi")),
+        "nmi_std": std(values("nmi")),
+        "ari_mean": mean(values("ari")),
+        "ari_std": std(values("ari")),
+        "baseline_acc_mean": mean(values("acc", "baseline")),
+        "baseline_nmi_mean": mean(values("nmi", "baseline")),
+        "wall_s_mean": mean([r["wall_s"]["total"] for r in runs]),
+        "target": TARGETS.get(dataset),
+        "target_acc": target_acc(dataset, extra),
+        **extra,
+        "runs": runs,
+    }
+
+
+def target_acc(dataset: str, extra: dict[str, Any]) -> float | None:
+    """The ACC the project asks for: fixed for images, k-means on the tf-idf + 0.05 for Reuters."""
+    if dataset == "reuters":
+        raw = extra.get("raw_kmeans")
+        return None if raw is None else raw["acc"] + 0.05
+    return {"mnist": 0.88, "usps": 0.76}.get(dataset)
+
+
+def fmt(v: float | None, digits: int = 3) -> str:
+    return "n/a" if v is None else f"{v:.{digits}f}"
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    m = summary["machine"]
+    lines = [
+        f"# DEC on {summary['dataset']}: measured",
+        "",
+        f"Config `{summary['config']}`, command `{summary['command']}`.",
+        (
+            f"Machine: {m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch thread(s), torch {m['torch']}, "
+            f"lightning {m['lightning']}."
+        ),
+        f"Target: {summary['target']}.",
+        *([f"Note: {summary['note']}", ""] if summary.get("note") else [""]),
+        (
+            "| seed | ACC | NMI | ARI | AE+k-means ACC | pretrain steps | DEC steps | stopped by tol "
+            "| pretrain s | k-means s | DEC s | total s | load avg (1 min) |"
+        ),
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in summary["runs"]:
+        w = r["wall_s"]
+        lines.append(
+            f"| {r['seed']} | {fmt(r['acc'])} | {fmt(r['nmi'])} | {fmt(r['ari'])} | {fmt(r['baseline']['acc'])} "
+            f"| {r['pretrain_steps']} | {r['dec_steps']} | {r['stopped_by_tol']} | {w['pretrain']:.0f} "
+            f"| {w['kmeans_init']:.0f} | {w['dec']:.0f} | {w['total']:.0f} | {r['load_average_start'][0]:.1f} |"
+        )
+    lines += [
+        "",
+        (
+            f"Mean over {len(summary['runs'])} seed(s): ACC {fmt(summary['acc_mean'])} ± {fmt(summary['acc_std'])}, "
+            f"NMI {fmt(summary['nmi_mean'])}, ARI {fmt(summary['ari_mean'])}; "
+            f"AE + k-means ACC {fmt(summary['baseline_acc_mean'])}; wall {fmt(summary['wall_s_mean'], 0)} s per seed."
+        ),
+    ]
+    if summary.get("target_acc") is not None and summary["acc_mean"] is not None:
+        met = summary["acc_mean"] >= summary["target_acc"]
+        lines.append(
+            f"Target ACC {summary['target_acc']:.3f}: {'met' if met else 'NOT met'} by the mean ACC "
+            f"{summary['acc_mean']:.3f}."
+        )
+    raw = summary.get("raw_kmeans")
+    if raw:
+        lines.append(
+            f"k-means on the input features (sklearn KMeans, n_init={raw['n_init']}, seed {raw['seed']}): "
+            f"ACC {fmt(raw['acc'])}, NMI {fmt(raw['nmi'])}, ARI {fmt(raw['ari'])} ({raw['wall_s']:.0f} s)."
+        )
+    lines += [
+        "",
+        (
+            "ACC, NMI, ARI: final DEC assignments of all samples against the labels. AE+k-means: the first "
+            "refresh of P, i.e. each sample's nearest k-means centre on the pretrained embedding, before any "
+            "DEC step. `pretrain s` counts from the start of the run (config, data loading, autoencoder)."
+        ),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", required=True, choices=sorted(TARGETS))
+    parser.add_argument("--config", help="default: configs/<dataset>_fast.yaml")
+    parser.add_argument("--seeds", type=int, default=3, help="run seeds 0..N-1")
+    parser.add_argument("--seed-list", type=int, nargs="+", help="explicit seeds (overrides --seeds)")
+    parser.add_argument(
+        "--data-dir", default=os.environ.get("DEC_DATA_DIR"), help="default: $DEC_DATA_DIR or the config's"
+    )
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: a shared CPU)")
+    parser.add_argument(
+        "--raw-kmeans",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also run k-means (n_init 20) on the input features; default: on for reuters only",
+    )
+    parser.add_argument("--out-dir", default=str(REPO / "benchmarks" / "results"))
+    parser.add_argument("--name", help="result file stem (default: the dataset)")
+    parser.add_argument("--note", help="free text saved with the results (e.g. why a schedule was shortened)")
+    parser.add_argument(
+        "--rewrite", action="store_true", help="only re-render <name>.json and .md from the runs already in the json"
+    )
+    parser.add_argument("extra", nargs=argparse.REMAINDER, help="after --: more dec-lightning arguments")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    config = args.config or f"configs/{args.dataset}_fast.yaml"
+    seeds = args.seed_list or list(range(args.seeds))
+    extra = [a for a in args.extra if a != "--"]
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = args.name or args.dataset
+    command = " ".join(["python benchmarks/quality.py", *(argv if argv is not None else sys.argv[1:])])
+
+    if args.rewrite:
+        old = json.loads((out_dir / f"{stem}.json").read_text())
+        keep = {k: old.get(k) for k in ("machine", "command", "raw_kmeans")}
+        summary = summarize(old["dataset"], old["config"], old["runs"], {**keep, "note": args.note or old.get("note")})
+        (out_dir / f"{stem}.json").write_text(json.dumps(summary, indent=2) + "\n")
+        (out_dir / f"{stem}.md").write_text(markdown(summary))
+        return summary
+
+    results: dict[str, Any] = {"machine": machine_info(), "command": command, "note": args.note}
+    if args.raw_kmeans or (args.raw_kmeans is None and args.dataset == "reuters"):
+        from dec_lightning.data import MNISTDataModule, ReutersDataModule, USPSDataModule
+
+        cls = {"mnist": MNISTDataModule, "usps": USPSDataModule, "reuters": ReutersDataModule}[args.dataset]
+        dm = cls(args.data_dir) if args.data_dir else cls()
+        results["raw_kmeans"] = raw_kmeans_baseline(dm, n_init=20, seed=0)
+        print(f"raw k-means: {results['raw_kmeans']}", flush=True)
+
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="dec-bench-") as workdir:
+        for seed in seeds:
+            runs.append(run_seed(config, seed, args.data_dir, extra, Path(workdir)))
+            print(json.dumps(runs[-1]), flush=True)
+            summary = summarize(args.dataset, config, runs, results)
+            # written after every seed, so a long run that is stopped keeps what it measured
+            (out_dir / f"{stem}.json").write_text(json.dumps(summary, indent=2) + "\n")
+            (out_dir / f"{stem}.md").write_text(markdown(summary))
+    return summary
+
+
+if __name__ == "__main__":
+    main()
