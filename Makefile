@@ -37,5 +37,12 @@ bench: $(STAMP)
 bench-scaling: $(STAMP)
 	$(PY) benchmarks/scaling.py
 
+# Measured DEC per seed -> benchmarks/results/$(DATASET).{json,md}; CONFIG=configs/$(DATASET).yaml for the paper's schedule.
+DATASET ?= mnist
+SEEDS ?= 5
+CONFIG ?= $(if $(wildcard configs/$(DATASET)_fast.yaml),configs/$(DATASET)_fast.yaml,configs/$(DATASET).yaml)
+reproduce: $(STAMP)
+	$(PY) benchmarks/quality.py --dataset $(DATASET) --seeds $(SEEDS) --config $(CONFIG) --threads $(OMP_NUM_THREADS)
+
 clean:
 	rm -rf runs lightning_logs .pytest_cache
