@@ -1,7 +1,13 @@
-"""Deep Embedded Clustering (Xie et al., 2016) with PyTorch Lightning."""
+"""Deep Embedded Clustering (Xie et al., 2016) with PyTorch Lightning.
+
+``dec_lightning.DEC`` is the scikit-learn style estimator; the clustering LightningModule
+it trains is ``dec_lightning.DECModule`` (also ``dec_lightning.modules.DEC``).
+"""
 
 from dec_lightning.encoders import MLPDecoder, MLPEncoder
-from dec_lightning.modules import DEC, AutoencoderPretraining
+from dec_lightning.estimator import DEC
+from dec_lightning.modules import DEC as DECModule
+from dec_lightning.modules import AutoencoderPretraining
 
-__all__ = ["DEC", "AutoencoderPretraining", "MLPDecoder", "MLPEncoder"]
+__all__ = ["DEC", "AutoencoderPretraining", "DECModule", "MLPDecoder", "MLPEncoder"]
 __version__ = "0.1.0"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import lightning as L
@@ -37,6 +38,13 @@ class TargetDistributionRefresh(L.Callback):
     def refresh(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         q, y = whole_dataset_pass(trainer, pl_module, pl_module.forward)
         pl_module.update_target(q)
-        pl_module.log("cluster/delta_label", pl_module.delta_label)
-        for name, value in clustering_scores(pl_module.labels, y).items():
-            pl_module.log(f"cluster/{name}", value, prog_bar=name == "acc")
+        metrics = {"cluster/delta_label": pl_module.delta_label}
+        metrics.update({f"cluster/{name}": value for name, value in clustering_scores(pl_module.labels, y).items()})
+        for name, value in metrics.items():
+            # logger=False: Lightning writes a value logged in a batch hook only every log_every_n_steps
+            # (a refresh step rarely is one) and repeats it until the epoch ends; the loggers get
+            # exactly one point per refresh, at its step, below
+            pl_module.log(name, value, prog_bar=name == "cluster/acc", logger=False)
+        finite = {name: value for name, value in metrics.items() if math.isfinite(value)}
+        for logger in trainer.loggers:
+            logger.log_metrics(finite, step=trainer.global_step)
