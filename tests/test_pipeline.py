@@ -20,6 +20,7 @@ from dec_lightning.modules import DEC
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG = str(REPO_ROOT / "configs" / "digits.yaml")
+QUICK_REFRESH = str(REPO_ROOT / "tests" / "configs" / "digits_quick_refresh.yaml")
 DIMS = [64, 64, 10]
 # run_cli passes its own args while pytest's argv is set: Lightning's notice about that is expected here
 pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter is intended")
@@ -33,6 +34,8 @@ def cli_args(command: str, save_dir: Path, *extra: str, pretrain_steps: int = 15
         command,
         "--config",
         CONFIG,
+        "--config",
+        QUICK_REFRESH,
         "--encoder.init_args.dims",
         str(DIMS),
         "--pretrain.finetune_steps",
