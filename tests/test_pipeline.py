@@ -190,6 +190,24 @@ def test_pretrain_then_cluster_from_checkpoint(pretrain_checkpoint, tmp_path) ->
     assert cli.model.scores["acc"] > 0.5
 
 
+def test_cluster_resumes_from_dec_checkpoint(cli_run, tmp_path) -> None:
+    """``cluster --ckpt_path``: training continues from the checkpoint's step and clustering state."""
+    _, save_dir = cli_run
+    checkpoint = only_checkpoint(save_dir / "cluster")
+    saved = torch.load(checkpoint, weights_only=True)
+    steps = saved["global_step"] + 45  # at least one more refresh of P (every 30 steps)
+    resumed = run_cli(cli_args("cluster", tmp_path, "--ckpt_path", str(checkpoint), steps=steps))
+    assert saved["global_step"] < resumed.trainer.global_step <= steps
+    assert resumed.model.refresh_count > saved["dec_state"]["refresh_count"]
+    assert resumed.model.scores["acc"] > 0.5
+
+
+def test_ckpt_path_only_resumes_cluster(cli_run, tmp_path) -> None:
+    _, save_dir = cli_run
+    with pytest.raises(SystemExit, match="resumes clustering"):
+        run_cli(cli_args("run", tmp_path, "--ckpt_path", str(only_checkpoint(save_dir / "cluster"))))
+
+
 def test_cluster_without_pretrained_encoder_fails(tmp_path) -> None:
     with pytest.raises(SystemExit, match="needs a pretrained encoder"):
         run_cli(cli_args("cluster", tmp_path))

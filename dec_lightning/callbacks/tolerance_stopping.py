@@ -36,3 +36,11 @@ class ToleranceStopping(L.Callback):
         if trainer.strategy.reduce_boolean_decision(settled, all=False):
             trainer.should_stop = True
             self.stopped_step = trainer.global_step
+
+    def state_dict(self) -> dict[str, Any]:
+        # a resumed run must not judge the refresh it already judged before the checkpoint
+        return {"seen_refreshes": self._seen_refreshes, "stopped_step": self.stopped_step}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._seen_refreshes = state_dict["seen_refreshes"]
+        self.stopped_step = state_dict["stopped_step"]

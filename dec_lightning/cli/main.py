@@ -9,6 +9,7 @@ the pretraining schedule.
     dec-lightning run --config configs/digits.yaml
     dec-lightning pretrain --config configs/digits.yaml
     dec-lightning cluster --config configs/digits.yaml --model.pretrained PATH.ckpt
+    dec-lightning cluster --config configs/digits.yaml --ckpt_path DEC.ckpt        # resume
     dec-lightning predict --config configs/digits.yaml --ckpt_path DEC.ckpt --output_dir DIR
 """
 
@@ -18,6 +19,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -46,6 +48,12 @@ class DECLightningCLI(LightningCLI):
         # reloads alone (`DEC.load_from_checkpoint(path)`); `run` copies the pretrained weights.
         parser.link_arguments("encoder", "pretrain.encoder")
         parser.link_arguments("encoder", "model.encoder")
+        parser.add_argument(
+            "--ckpt_path",
+            type=str | None,
+            default=None,
+            help="DEC checkpoint: resume `cluster`, or `predict` with it",
+        )
 
     def pretrain_trainer(self) -> L.Trainer:
         """A trainer with the clustering trainer's hardware settings and the pretraining length."""
@@ -86,6 +94,24 @@ def _input_error(err: BaseException | None) -> DECInputError | None:
     return None
 
 
+def build_cli(command: str, args: list[str], cli_class: type[DECLightningCLI] = DECLightningCLI, **kwargs: Any):
+    """Parse the config into models, data and trainer (no training) for the given command."""
+    with warnings.catch_warnings():
+        # the command word is ours, so sys.argv and args differ by design
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+        return cli_class(
+            DEC,
+            L.LightningDataModule,
+            subclass_mode_data=True,
+            run=False,
+            args=args,
+            seed_everything_default=0,
+            auto_configure_optimizers=False,  # the modules take their optimizer as an argument
+            parser_kwargs={"prog": f"dec-lightning {command}"},
+            **kwargs,
+        )
+
+
 def run_cli(args: list[str] | None = None) -> DECLightningCLI:
     """Parse ``[command, --config FILE, ...]`` and run it; returns the CLI so tests can inspect it."""
     argv = list(sys.argv[1:] if args is None else args)
@@ -99,20 +125,10 @@ def run_cli(args: list[str] | None = None) -> DECLightningCLI:
 
         return run_predict(rest)
     start = time.perf_counter()
-    with warnings.catch_warnings():
-        # the command word is ours, so sys.argv and args differ by design
-        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-        cli = DECLightningCLI(
-            DEC,
-            L.LightningDataModule,
-            subclass_mode_data=True,
-            run=False,
-            args=rest,
-            seed_everything_default=0,
-            auto_configure_optimizers=False,  # the modules take their optimizer as an argument
-            save_config_kwargs={"overwrite": True},
-            parser_kwargs={"prog": f"dec-lightning {command}"},
-        )
+    cli = build_cli(command, rest, save_config_kwargs={"overwrite": True})
+    ckpt_path = cli.config.ckpt_path
+    if ckpt_path and command != "cluster":
+        raise SystemExit(f"--ckpt_path resumes clustering: use `dec-lightning cluster --ckpt_path {ckpt_path}`")
     if command in ("pretrain", "run"):
         pretraining: AutoencoderPretraining = cli.config_init["pretrain"]
         pretrainer = cli.pretrain_trainer()
@@ -121,10 +137,13 @@ def run_cli(args: list[str] | None = None) -> DECLightningCLI:
         checkpoint = pretrainer.checkpoint_callback.best_model_path if pretrainer.checkpoint_callback else ""
         if checkpoint:
             rank_zero_info(f"pretrained autoencoder: {checkpoint}")
-    if command == "cluster" and not cli.model.hparams.pretrained:
-        raise SystemExit("dec-lightning cluster needs a pretrained encoder: --model.pretrained PATH.ckpt")
+    if command == "cluster" and not (cli.model.hparams.pretrained or ckpt_path):
+        raise SystemExit(
+            "dec-lightning cluster needs a pretrained encoder (--model.pretrained PATH.ckpt) "
+            "or a DEC checkpoint to resume (--ckpt_path PATH.ckpt)"
+        )
     if command in ("cluster", "run"):
-        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path)
         if cli.trainer.is_global_zero:
             if cli.trainer.checkpoint_callback and cli.trainer.checkpoint_callback.best_model_path:
                 print(f"DEC checkpoint: {Path(cli.trainer.checkpoint_callback.best_model_path)}")

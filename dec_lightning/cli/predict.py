@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from lightning.pytorch.cli import LightningArgumentParser
 
-from dec_lightning.cli.main import DECLightningCLI
+from dec_lightning.cli.main import DECLightningCLI, build_cli
 from dec_lightning.data.validation import ConfigError, require_file
 from dec_lightning.metrics.clustering import clustering_scores
 from dec_lightning.modules import DEC
@@ -54,7 +54,6 @@ class DECPredictCLI(DECLightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         super().add_arguments_to_parser(parser)
-        parser.add_argument("--ckpt_path", type=str, required=True, help="trained DEC checkpoint (.ckpt)")
         parser.add_argument("--output_dir", type=str, default="outputs/predictions", help="folder for the output files")
 
 
@@ -172,16 +171,10 @@ def run_predict(args: list[str]) -> DECPredictCLI:
 
     Returns the CLI with the result as its ``predictions`` attribute, for tests.
     """
-    cli = DECPredictCLI(
-        DEC,
-        L.LightningDataModule,
-        subclass_mode_data=True,
-        run=False,
-        args=args,
-        seed_everything_default=0,
-        save_config_callback=None,  # nothing to record: predict trains nothing
-        parser_kwargs={"prog": "dec-lightning predict"},
-    )
+    # nothing to record: predict trains nothing
+    cli = build_cli("predict", args, cli_class=DECPredictCLI, save_config_callback=None)
+    if not cli.config.ckpt_path:
+        raise ConfigError("dec-lightning predict needs the trained DEC checkpoint: --ckpt_path PATH.ckpt")
     load_dec_checkpoint(cli.model, cli.config.ckpt_path)
     # one device and no training machinery: the outputs are gathered in one process
     trainer = cli.instantiate_trainer(
