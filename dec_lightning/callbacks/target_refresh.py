@@ -15,7 +15,8 @@ class TargetDistributionRefresh(L.Callback):
     """Every ``update_interval`` optimizer steps, compute Q for all N samples and set P from it.
 
     P is held fixed between refreshes, which is what makes DEC's self-training stable.
-    Each refresh logs ``cluster/delta_label`` and, when the data has labels,
+    Each refresh logs ``cluster/delta_label``, ``cluster/min_size`` (the smallest cluster's
+    share of the samples) and, when the data has labels,
     ``cluster/acc``, ``cluster/nmi`` and ``cluster/ari`` (the refresh at step 0 scores the
     k-means initialisation). P is also refreshed at once when it is stale, e.g. after
     `CentroidReinit` moved the centres.
@@ -38,7 +39,7 @@ class TargetDistributionRefresh(L.Callback):
     def refresh(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         q, y = whole_dataset_pass(trainer, pl_module, pl_module.forward)
         pl_module.update_target(q)
-        metrics = {"cluster/delta_label": pl_module.delta_label}
+        metrics = {"cluster/delta_label": pl_module.delta_label, "cluster/min_size": pl_module.min_cluster_size}
         metrics.update({f"cluster/{name}": value for name, value in clustering_scores(pl_module.labels, y).items()})
         for name, value in metrics.items():
             # logger=False: Lightning writes a value logged in a batch hook only every log_every_n_steps

@@ -27,6 +27,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
+from dec_lightning.callbacks import PhaseProgress
 from dec_lightning.data.validation import DECInputError
 from dec_lightning.modules import DEC, AutoencoderPretraining
 
@@ -59,7 +60,9 @@ class DECLightningCLI(LightningCLI):
         """A trainer with the clustering trainer's hardware settings and the pretraining length."""
         module: AutoencoderPretraining = self.config_init["pretrain"]
         logger = TensorBoardLogger(save_dir=self.log_root(), name="pretrain")
-        return self.instantiate_trainer(max_steps=module.total_steps, max_epochs=-1, callbacks=[], logger=logger)
+        return self.instantiate_trainer(
+            max_steps=module.total_steps, max_epochs=-1, callbacks=[PhaseProgress()], logger=logger
+        )
 
     def log_root(self) -> str:
         logger = self.trainer.logger

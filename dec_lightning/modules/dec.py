@@ -152,7 +152,7 @@ class DEC(L.LightningModule):
         self._check_cluster_sizes(labels)
 
     def _check_cluster_sizes(self, labels: Tensor) -> None:
-        """Log the smallest cluster's share and warn when clusters (nearly) empty out.
+        """Record the smallest cluster's share and warn when clusters (nearly) empty out.
 
         An empty cluster's column of P is zero, so nothing pulls data back to its centre:
         it stays lost unless re-seeded (`CentroidReinit`). The warning is repeated only when
@@ -161,8 +161,6 @@ class DEC(L.LightningModule):
         n, k = len(labels), self.n_clusters
         sizes = torch.bincount(labels, minlength=k)
         self.min_cluster_size = float(sizes.min()) / max(n, 1)
-        if self._trainer is not None and self._current_fx_name is not None:  # inside a Lightning hook
-            self.log("cluster/min_size", self.min_cluster_size)
         empty = tuple(torch.nonzero(sizes == 0).flatten().tolist())
         threshold = self.hparams.near_empty_fraction * n / k
         small = tuple(torch.nonzero((sizes > 0) & (sizes < threshold)).flatten().tolist())
