@@ -95,6 +95,7 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "ablation_reinit.json").write_text(json.dumps(result, indent=2) + "\n")
     print(table(result))
+    print("(write benchmarks/results/ablation_reinit.md around this table: schedules and conclusions)")
 
 
 if __name__ == "__main__":

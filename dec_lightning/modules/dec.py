@@ -242,7 +242,8 @@ class DEC(L.LightningModule):
         if data_dim is not None and encoder_dim is not None and data_dim != encoder_dim:
             raise ConfigError(
                 f"the data has {data_dim} features but the encoder expects {encoder_dim}; "
-                f"set the encoder's input size (encoder.init_args.dims[0] in the config) to {data_dim}"
+                f"set the encoder's input size (encoder.init_args.dims[0] in the config; image_shape for a ConvEncoder) "
+                f"to {data_dim}"
             )
         dataset = getattr(datamodule, "dataset", None)
         if stage == "fit" and dataset is not None and len(dataset) < self.n_clusters:
