@@ -41,8 +41,9 @@ class ConvEncoder(nn.Module):
     Takes flat vectors of ``prod(image_shape)`` features, so the same DataModules (and the
     same ``(x, y, index)`` batches) serve MLP and conv encoders; it reshapes internally.
     Satisfies the encoder contract of `DEC`: ``embedding_dim`` and ``input_dim`` attributes.
-    The default 32-64-128 channels with 5-5-3 kernels and a 10-d embedding is the CAE of
-    DCEC (Guo et al., 2017) and DEC-DA (Guo et al., 2018).
+    The default 32-64-128 channels with 5-5-3 kernels and a 10-d embedding follow the CAE of
+    DCEC (Guo et al., 2017) and DEC-DA (Guo et al., 2018); unlike theirs, every conv here is
+    padded (28 -> 14 -> 7 -> 4 rather than ... -> 3), so any image size works unchanged.
 
     Args:
         image_shape: ``(channels, height, width)`` of one image, e.g. (1, 28, 28) for MNIST.
