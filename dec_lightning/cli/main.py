@@ -1,6 +1,6 @@
 """``dec-lightning``: pretrain, cluster, or run both stages from one YAML config.
 
-The config has one ``encoder`` shared by both stages, a ``data`` module, the
+The config has one ``encoder`` (and optionally one ``decoder``) shared by both stages, a ``data`` module, the
 ``pretrain`` stage (`AutoencoderPretraining` arguments), and the clustering stage as
 ``model`` (`DEC` arguments) with its ``trainer``. The pretraining trainer reuses the
 trainer's hardware settings (accelerator, devices, strategy, precision); its length is
@@ -44,11 +44,14 @@ class DECLightningCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_subclass_arguments(nn.Module, "encoder", required=True)
+        # optional: MLP encoders default to their mirror; IDEC (model.reconstruction_weight > 0) keeps it
+        parser.add_subclass_arguments(nn.Module, "decoder", required=False)
         parser.add_class_arguments(AutoencoderPretraining, "pretrain")
-        # Both stages build the encoder from the same config, so each checkpoint records it and
-        # reloads alone (`DEC.load_from_checkpoint(path)`); `run` copies the pretrained weights.
-        parser.link_arguments("encoder", "pretrain.encoder")
-        parser.link_arguments("encoder", "model.encoder")
+        # Both stages build the encoder (and decoder) from the same config, so each checkpoint records
+        # it and reloads alone (`DEC.load_from_checkpoint(path)`); `run` copies the pretrained weights.
+        for name in ("encoder", "decoder"):
+            parser.link_arguments(name, f"pretrain.{name}")
+            parser.link_arguments(name, f"model.{name}")
         parser.add_argument(
             "--ckpt_path",
             type=str | None,
@@ -137,6 +140,8 @@ def run_cli(args: list[str] | None = None) -> DECLightningCLI:
         pretrainer = cli.pretrain_trainer()
         pretrainer.fit(pretraining, datamodule=cli.datamodule)
         cli.model.encoder.load_state_dict(pretraining.encoder.state_dict())
+        if cli.model.decoder is not None:  # IDEC: its reconstruction term starts from the pretrained decoder
+            cli.model.decoder.load_state_dict(pretraining.decoder.state_dict())
         checkpoint = pretrainer.checkpoint_callback.best_model_path if pretrainer.checkpoint_callback else ""
         if checkpoint:
             rank_zero_info(f"pretrained autoencoder: {checkpoint}")

@@ -10,11 +10,13 @@ from typing import Any
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
 from dec_lightning.data.validation import ConfigError, require_file
+from dec_lightning.encoders.mlp import MLPDecoder, MLPEncoder
 from dec_lightning.metrics.clustering import clustering_scores, label_change_fraction
 from dec_lightning.modules.assignment import kl_divergence, soft_assignment, target_distribution
 from dec_lightning.modules.dataset_pass import whole_dataset_pass
@@ -51,29 +53,34 @@ def load_checkpoint_file(path: Path) -> dict[str, Any]:
     return checkpoint
 
 
-def load_encoder_weights(encoder: nn.Module, path: str | Path) -> None:
+def load_encoder_weights(encoder: nn.Module, path: str | Path, prefix: str = "encoder") -> None:
     """Load pretrained encoder weights from a pretraining checkpoint or an encoder state file.
 
     A Lightning checkpoint of `AutoencoderPretraining` holds them under ``encoder.*``;
-    a plain file is the encoder's own ``state_dict``.
+    a plain file is the encoder's own ``state_dict``. With ``prefix="decoder"`` it loads the
+    decoder (IDEC keeps it), which only a pretraining checkpoint holds.
     """
     path = require_file(
-        path, "pretrained encoder", "run `dec-lightning pretrain` first, or fix model.pretrained in the config"
+        path, f"pretrained {prefix}", "run `dec-lightning pretrain` first, or fix model.pretrained in the config"
     )
     state = load_checkpoint_file(path)
     if "state_dict" in state:
-        state = {k.removeprefix("encoder."): v for k, v in state["state_dict"].items() if k.startswith("encoder.")}
+        state = {k.removeprefix(f"{prefix}."): v for k, v in state["state_dict"].items() if k.startswith(f"{prefix}.")}
+    elif prefix != "encoder":
+        raise ConfigError(f"{path} is an encoder state file; the {prefix} needs the pretraining checkpoint")
     try:
         encoder.load_state_dict(state)
     except RuntimeError as err:
-        raise ConfigError(f"{path} does not fit the configured encoder (`encoder` in the config): {err}") from None
+        raise ConfigError(f"{path} does not fit the configured {prefix} (`{prefix}` in the config): {err}") from None
 
 
 class DEC(L.LightningModule):
     """Deep Embedded Clustering: refines a pretrained encoder and K centres jointly.
 
     Each step looks up its samples' rows of the target distribution P by dataset index
-    and minimises KL(P || Q) (eq. 2). P itself is computed over the whole dataset by the
+    and minimises KL(P || Q) (eq. 2); with ``reconstruction_weight`` gamma > 0 it is IDEC
+    (Guo et al., 2017, eq. 3): KL + gamma * MSE(decoder(z), x), which keeps the decoder and so
+    the local structure of the embedding during clustering. P itself is computed over the whole dataset by the
     `TargetDistributionRefresh` callback, and the centres start from `KMeansInit`: the
     module holds the model, the callbacks hold the schedule.
 
@@ -84,6 +91,11 @@ class DEC(L.LightningModule):
         pretrained: pretraining checkpoint or encoder state file loaded before clustering
             (skipped when resuming from a DEC checkpoint).
         optimizer: builds the optimizer from the parameters (default: SGD lr 0.01, momentum 0.9).
+        decoder: maps z -> x̂, used by the IDEC term only; default (when gamma > 0): the mirror
+            of an `MLPEncoder`. Other encoders need one (e.g. `ConvDecoder`).
+        reconstruction_weight: IDEC's gamma (paper: 0.1); 0 is plain DEC and ignores the decoder.
+        augment: transform of the training batches' features (e.g. `RandomShiftRotate`), for
+            DEC-DA; P, k-means and the final assignments are computed on clean data.
         near_empty_fraction: a cluster holding fewer than this fraction of the mean cluster size
             N/K at a refresh of P is reported as near-empty (0 reports only empty clusters). The
             default 0.1 flags a collapsing cluster early yet leaves room for real class imbalance
@@ -98,6 +110,9 @@ class DEC(L.LightningModule):
         pretrained: str | None = None,
         optimizer: OptimizerCallable = dec_sgd,
         near_empty_fraction: float = 0.1,
+        decoder: nn.Module | None = None,
+        reconstruction_weight: float = 0.0,
+        augment: nn.Module | None = None,
     ) -> None:
         super().__init__()
         with warnings.catch_warnings():
@@ -105,18 +120,29 @@ class DEC(L.LightningModule):
             # the optimizer factory is code, not a hyperparameter: pickling it would make the
             # checkpoint unloadable with torch.load(weights_only=True), i.e. break resuming
             self.save_hyperparameters(ignore=["optimizer"])
-        if isinstance(self.hparams.get("encoder"), nn.Module):
-            # Built in Python rather than from a config: not serialisable as a hyperparameter,
-            # so `DEC.load_from_checkpoint(path, encoder=...)` must be given one. The logger
-            # writes the initial copy, so drop it there too.
-            self.hparams.pop("encoder")
-            self._hparams_initial.pop("encoder", None)
+        for name in ("encoder", "decoder", "augment"):
+            if isinstance(self.hparams.get(name), nn.Module):
+                # Built in Python rather than from a config: not serialisable as a hyperparameter,
+                # so `DEC.load_from_checkpoint(path, encoder=...)` must be given one. The logger
+                # writes the initial copy, so drop it there too.
+                self.hparams.pop(name)
+                self._hparams_initial.pop(name, None)
         if n_clusters < 2:
             raise ConfigError(f"model.n_clusters must be >= 2 (a single cluster is no clustering), got {n_clusters}")
         if not 0 <= near_empty_fraction < 1:
             raise ConfigError(f"model.near_empty_fraction must be in [0, 1), got {near_empty_fraction}")
         if not hasattr(encoder, "embedding_dim"):
             raise ValueError(f"{type(encoder).__name__} needs an `embedding_dim` attribute to be used by DEC")
+        if reconstruction_weight < 0:
+            raise ConfigError(f"model.reconstruction_weight must be >= 0, got {reconstruction_weight}")
+        if reconstruction_weight > 0 and decoder is None:
+            if not isinstance(encoder, MLPEncoder):
+                raise ConfigError(
+                    "model.reconstruction_weight > 0 (IDEC) needs a decoder for this encoder: set `decoder`"
+                )
+            decoder = MLPDecoder(encoder.dims)
+        self.decoder = decoder if reconstruction_weight > 0 else None
+        self.augment = augment
         # kept as an attribute: Lightning drops unpicklable hparams (lambdas) before fit
         self.optimizer_factory = optimizer
         self.encoder = encoder
@@ -214,7 +240,8 @@ class DEC(L.LightningModule):
         if data_dim is not None and encoder_dim is not None and data_dim != encoder_dim:
             raise ConfigError(
                 f"the data has {data_dim} features but the encoder expects {encoder_dim}; "
-                f"set the encoder's input size (encoder.init_args.dims[0] in the config) to {data_dim}"
+                f"set the encoder's input size (encoder.init_args.dims[0] in the config; image_shape for a ConvEncoder) "
+                f"to {data_dim}"
             )
         dataset = getattr(datamodule, "dataset", None)
         if stage == "fit" and dataset is not None and len(dataset) < self.n_clusters:
@@ -224,6 +251,16 @@ class DEC(L.LightningModule):
             )
         if stage == "fit" and self.hparams.pretrained and self.trainer.ckpt_path is None:
             load_encoder_weights(self.encoder, self.hparams.pretrained)
+            if self.decoder is not None:
+                load_encoder_weights(self.decoder, self.hparams.pretrained, prefix="decoder")
+
+    def loss_terms(self, x: Tensor, index: Tensor) -> dict[str, Tensor]:
+        """KL(P || Q) of the batch (eq. 2) and, for IDEC, the reconstruction MSE (Guo et al., 2017, eq. 3)."""
+        z = self.encoder(x)
+        terms = {"kl": kl_divergence(self.target[index], soft_assignment(z, self.centers, self.hparams.alpha))}
+        if self.decoder is not None:
+            terms["reconstruction"] = F.mse_loss(self.decoder(z), x)
+        return terms
 
     def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
         x, _, index = batch
@@ -231,8 +268,13 @@ class DEC(L.LightningModule):
             raise RuntimeError("DEC has no target distribution: add the TargetDistributionRefresh callback")
         if self.target.device != self.device:  # restored from a checkpoint on another device
             self.target = self.target.to(self.device)
-        loss = kl_divergence(self.target[index], self(x))
+        if self.augment is not None:  # training batches only: whole-dataset passes call forward/embed
+            x = self.augment(x)
+        terms = self.loss_terms(x, index)
+        loss = terms["kl"] + self.hparams.reconstruction_weight * terms.get("reconstruction", 0.0)
         self.log("cluster/loss", loss, prog_bar=True)
+        for name, value in terms.items():
+            self.log(f"cluster/{name}", value)
         return loss
 
     def predict_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:

@@ -62,6 +62,8 @@ class AutoencoderPretraining(L.LightningModule):
         lr_decay_steps: divide the learning rate by ``1 / lr_decay`` every this many steps of a
             phase (paper: 20 000); None keeps it constant.
         lr_decay: factor of that decay (paper: 0.1).
+        augment: transform of the training batches' features (e.g. `RandomShiftRotate`, DEC-DA):
+            the autoencoder learns to reconstruct augmented samples.
     """
 
     def __init__(
@@ -75,11 +77,12 @@ class AutoencoderPretraining(L.LightningModule):
         optimizer: OptimizerCallable = sdae_sgd,
         lr_decay_steps: int | None = None,
         lr_decay: float = 0.1,
+        augment: nn.Module | None = None,
     ) -> None:
         super().__init__()
         # modules are saved as weights; the optimizer factory is code, and pickling it would make
         # the checkpoint unreadable with torch.load(weights_only=True)
-        self.save_hyperparameters(ignore=["encoder", "decoder", "optimizer"])
+        self.save_hyperparameters(ignore=["encoder", "decoder", "optimizer", "augment"])
         if decoder is None:
             if not isinstance(encoder, MLPEncoder):
                 raise ValueError("give a decoder for encoders other than MLPEncoder")
@@ -92,6 +95,7 @@ class AutoencoderPretraining(L.LightningModule):
         self.optimizer_factory = optimizer
         self.encoder = encoder
         self.decoder = decoder
+        self.augment = augment
         self.num_layers = len(encoder.layers) if layerwise_steps > 0 else 0
 
     @property
@@ -136,7 +140,7 @@ class AutoencoderPretraining(L.LightningModule):
         return None
 
     def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
-        x = batch[0]
+        x = batch[0] if self.augment is None else self.augment(batch[0])
         layer, _ = self.phase(self.trainer.global_step)
         loss = self.finetune_loss(x) if layer < 0 else self.layerwise_loss(x, layer)
         self.log("pretrain/loss", loss, prog_bar=True)
