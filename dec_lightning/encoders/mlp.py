@@ -7,6 +7,8 @@ from itertools import pairwise
 
 from torch import Tensor, nn
 
+from dec_lightning.data.validation import ConfigError
+
 DEC_HIDDEN_DIMS = (500, 500, 2000, 10)
 
 
@@ -68,3 +70,10 @@ class MLPDecoder(nn.Module):
         for k in reversed(range(len(self.layers))):
             z = self.layer(k, z)
         return z
+
+
+def mirror_decoder(encoder: nn.Module) -> MLPDecoder:
+    """The decoder an `MLPEncoder` implies; other encoders need one given (config key ``decoder``)."""
+    if not isinstance(encoder, MLPEncoder):
+        raise ConfigError(f"{type(encoder).__name__} needs a decoder: set `decoder` in the config")
+    return MLPDecoder(encoder.dims)

@@ -16,7 +16,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
 from dec_lightning.data.validation import ConfigError, require_file
-from dec_lightning.encoders.mlp import MLPDecoder, MLPEncoder
+from dec_lightning.encoders.mlp import mirror_decoder
 from dec_lightning.metrics.clustering import clustering_scores, label_change_fraction
 from dec_lightning.modules.assignment import kl_divergence, soft_assignment, target_distribution
 from dec_lightning.modules.dataset_pass import whole_dataset_pass
@@ -135,12 +135,8 @@ class DEC(L.LightningModule):
             raise ValueError(f"{type(encoder).__name__} needs an `embedding_dim` attribute to be used by DEC")
         if reconstruction_weight < 0:
             raise ConfigError(f"model.reconstruction_weight must be >= 0, got {reconstruction_weight}")
-        if reconstruction_weight > 0 and decoder is None:
-            if not isinstance(encoder, MLPEncoder):
-                raise ConfigError(
-                    "model.reconstruction_weight > 0 (IDEC) needs a decoder for this encoder: set `decoder`"
-                )
-            decoder = MLPDecoder(encoder.dims)
+        if reconstruction_weight > 0 and decoder is None:  # IDEC reconstructs through a decoder
+            decoder = mirror_decoder(encoder)
         self.decoder = decoder if reconstruction_weight > 0 else None
         self.augment = augment
         # kept as an attribute: Lightning drops unpicklable hparams (lambdas) before fit

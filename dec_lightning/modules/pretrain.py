@@ -12,7 +12,7 @@ from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 from torch.optim.lr_scheduler import LambdaLR
 
-from dec_lightning.encoders.mlp import MLPDecoder, MLPEncoder
+from dec_lightning.encoders.mlp import MLPDecoder, MLPEncoder, mirror_decoder
 from dec_lightning.modules.optim import sdae_sgd
 
 
@@ -84,9 +84,7 @@ class AutoencoderPretraining(L.LightningModule):
         # the checkpoint unreadable with torch.load(weights_only=True)
         self.save_hyperparameters(ignore=["encoder", "decoder", "optimizer", "augment"])
         if decoder is None:
-            if not isinstance(encoder, MLPEncoder):
-                raise ValueError("give a decoder for encoders other than MLPEncoder")
-            decoder = MLPDecoder(encoder.dims)
+            decoder = mirror_decoder(encoder)
         if layerwise_steps > 0 and not (isinstance(encoder, MLPEncoder) and isinstance(decoder, MLPDecoder)):
             raise ValueError("layer-wise pretraining needs MLPEncoder and MLPDecoder; set layerwise_steps: 0")
         if layerwise_steps < 0 or finetune_steps < 0 or layerwise_steps + finetune_steps == 0:
