@@ -18,6 +18,8 @@ RESULTS = REPO / "benchmarks" / "results"
 README = REPO / "README.md"
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 DATASETS = ("digits", "mnist", "usps", "reuters")
+# Other schedules of the same datasets, listed when measured (``quality.py --name``).
+VARIANTS = ("mnist_e50", "usps_tuned")
 # Published reference points, quoted for comparison (not measured here).
 ANCHORS = (
     "| MNIST, DEC paper (Xie et al., 2016, Table 2) | | 0.843 | | | | | |",
@@ -50,7 +52,8 @@ def table() -> str:
         "| dataset | config | ACC (mean ± std) | NMI | ARI | AE + k-means ACC | target ACC | seeds / wall per seed |\n"
         "| --- | --- | --- | --- | --- | --- | --- | --- |"
     )
-    return "\n".join([header, *(row(d) for d in DATASETS), *ANCHORS])
+    variants = [row(v) for v in VARIANTS if (RESULTS / f"{v}.json").is_file()]
+    return "\n".join([header, *(row(d) for d in DATASETS), *variants, *ANCHORS])
 
 
 def readme_with_table(text: str) -> str:
