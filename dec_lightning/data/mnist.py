@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from dec_lightning.data.base import InMemoryDataModule
+from dec_lightning.data.validation import MissingFileError
 
 
 class MNISTDataModule(InMemoryDataModule):
@@ -52,7 +53,7 @@ class MNISTDataModule(InMemoryDataModule):
             try:
                 parts.append(MNIST(self.data_dir, train=train, download=False))
             except RuntimeError:
-                raise FileNotFoundError(
+                raise MissingFileError(
                     f"MNIST not found under {self.data_dir / 'MNIST' / 'raw'}; pass download=True "
                     "(--data.init_args.download true) to fetch it with torchvision, or point data_dir at "
                     "the folder that holds MNIST/raw/"

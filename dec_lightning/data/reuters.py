@@ -9,6 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from dec_lightning.data.base import InMemoryDataModule
+from dec_lightning.data.validation import MissingFileError, require_file
 
 VARIANTS = ("reuters21578", "reuters10k", "rcv1")
 REUTERS21578_FILE = "reuters21578_4cls_tfidf2000.npz"
@@ -124,7 +125,7 @@ class ReutersDataModule(InMemoryDataModule):
         try:
             return fetch_rcv1(data_home=str(self.data_dir / "rcv1"), download_if_missing=download)
         except OSError:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"RCV1 not cached under {self.data_dir / 'rcv1'}; pass download=True "
                 "(--data.init_args.download true) to fetch it with scikit-learn (about 650 MB)"
             ) from None
@@ -141,24 +142,24 @@ class ReutersDataModule(InMemoryDataModule):
         return x, y
 
     def _load_reuters21578(self) -> tuple[sp.csr_matrix, np.ndarray]:
-        path = self.data_dir / "reuters" / REUTERS21578_FILE
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"{path} not found; build it from the Reuters-21578 corpus with the project's "
-                "build_reuters21578.py, or use variant='rcv1' (download=True) instead"
-            )
+        path = require_file(
+            self.data_dir / "reuters" / REUTERS21578_FILE,
+            "Reuters-21578 tf-idf file",
+            "build it from the Reuters-21578 corpus with the project's build_reuters21578.py, "
+            "or use variant='rcv1' (download=True) instead",
+        )
         with np.load(path, allow_pickle=False) as z:
             x = sp.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=tuple(z["shape"]))
             y = z["labels"].astype(np.int64)
         return x, y
 
     def _load_reuters10k(self) -> tuple[np.ndarray, np.ndarray]:
-        path = self.data_dir / "reuters" / REUTERS10K_FILE
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"{path} not found; get it with DEC-keras' data/reuters/get_data.sh (it builds the file from "
-                "RCV1-v2), or use variant='rcv1' (download=True) to rebuild a REUTERS-10K-style set"
-            )
+        path = require_file(
+            self.data_dir / "reuters" / REUTERS10K_FILE,
+            "REUTERS-10K file",
+            "get it with DEC-keras' data/reuters/get_data.sh (it builds the file from RCV1-v2), "
+            "or use variant='rcv1' (download=True) to rebuild a REUTERS-10K-style set",
+        )
         # DEC saved a dict with np.save, which only loads with pickling enabled
         data = np.load(path, allow_pickle=True).item()
         x = np.asarray(data["data"], dtype=np.float32)

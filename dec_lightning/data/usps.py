@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from dec_lightning.data.base import InMemoryDataModule
+from dec_lightning.data.validation import MissingFileError
 
 _FILES = ("usps.bz2", "usps.t.bz2")  # torchvision's names for the train and test splits
 _N_PIXELS = 256
@@ -92,7 +93,7 @@ class USPSDataModule(InMemoryDataModule):
             return (x + 1.0) / 2.0, y
         if (folder / "usps.h5").is_file():
             return self._load_h5(folder / "usps.h5")
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"USPS not found in {self.data_dir}: expected usps.bz2 and usps.t.bz2 (torchvision layout) or usps.h5; "
             "pass download=True (--data.init_args.download true) to fetch them with torchvision"
         )
