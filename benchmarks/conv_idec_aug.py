@@ -1,12 +1,16 @@
 """Conv autoencoder + IDEC + augmentation (ConvIDEC-DA) on USPS/MNIST, on whatever schedule fits.
 
-    # a reduced run: pretrain, then cluster; writes benchmarks/results/<dataset>_conv_idec_aug.json
+    # a reduced run: pretrain, then cluster; writes benchmarks/results/<dataset>_conv_idec_aug_reduced.json
     OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/conv_idec_aug.py run --dataset usps --seeds 0 \
         --pretrain_steps 1850 --cluster_steps 1500
     # time steps only (no result), to extrapolate the full schedule of configs/<dataset>_conv_idec_aug.yaml
     OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/conv_idec_aug.py time --dataset mnist
 
-The settings mirror configs/<dataset>_conv_idec_aug.yaml except for the schedule lengths.
+The settings mirror configs/<dataset>_conv_idec_aug.yaml except for the schedule lengths. The config's
+own schedule is measured by the quality benchmark (`<dataset>_conv_idec_aug.json`):
+
+    python benchmarks/quality.py --dataset usps --config configs/usps_conv_idec_aug.yaml --seeds 3 \
+        --name usps_conv_idec_aug --target-acc 0.95
 """
 
 from __future__ import annotations
@@ -137,7 +141,7 @@ def main() -> None:
     parser.add_argument("--pretrain_steps", type=int, default=1850)
     parser.add_argument("--cluster_steps", type=int, default=1500)
     parser.add_argument(
-        "--out", type=Path, default=None, help="result file (default: results/<dataset>_conv_idec_aug.json)"
+        "--out", type=Path, default=None, help="result file (default: results/<dataset>_conv_idec_aug_reduced.json)"
     )
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
@@ -148,7 +152,7 @@ def main() -> None:
         start = time.perf_counter()
         result = run(args.dataset, args.seeds, args.pretrain_steps, args.cluster_steps)
         result["total_seconds"] = time.perf_counter() - start
-        out = args.out or RESULTS / f"{args.dataset}_conv_idec_aug.json"
+        out = args.out or RESULTS / f"{args.dataset}_conv_idec_aug_reduced.json"
         out.write_text(json.dumps(result, indent=2) + "\n")
 
 

@@ -200,10 +200,13 @@ def fmt(v: float | None, digits: int = 3) -> str:
 
 def markdown(summary: dict[str, Any]) -> str:
     m = summary["machine"]
+    commands = summary["command"] if isinstance(summary["command"], list) else [summary["command"]]
     lines = [
         f"# DEC on {summary['dataset']}: measured",
         "",
-        f"Config `{summary['config']}`, command `{summary['command']}`.",
+        f"Config `{summary['config']}`, command{'s' * (len(commands) > 1)} "
+        + "; ".join(f"`{c}`" for c in commands)
+        + ".",
         (
             f"Machine: {m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch thread(s), torch {m['torch']}, "
             f"lightning {m['lightning']}."
@@ -284,6 +287,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--rewrite", action="store_true", help="only re-render <name>.json and .md from the runs already in the json"
     )
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        type=Path,
+        help="only combine the runs of these result files (seeds run as separate processes) into <name>.json",
+    )
     parser.add_argument("extra", nargs=argparse.REMAINDER, help="after --: more dec-lightning arguments")
     args = parser.parse_args(argv)
 
@@ -300,11 +309,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     stem = args.name or args.dataset
     command = " ".join(["python benchmarks/quality.py", *(argv if argv is not None else sys.argv[1:])])
 
-    if args.rewrite:
-        old = json.loads((out_dir / f"{stem}.json").read_text())
-        keep = {k: old.get(k) for k in ("machine", "command", "raw_kmeans", "target", "target_acc")}
+    if args.rewrite or args.merge:
+        sources = [json.loads(p.read_text()) for p in args.merge or [out_dir / f"{stem}.json"]]
+        first = sources[0]
+        if any((s["dataset"], s["config"]) != (first["dataset"], first["config"]) for s in sources):
+            parser.error("--merge: the files must hold runs of one dataset and config")
+        runs = sorted((r for s in sources for r in s["runs"]), key=lambda r: r["seed"])
+        if len({r["seed"] for r in runs}) < len(runs):
+            parser.error("--merge: a seed appears in more than one file")
+        keep = {k: first.get(k) for k in ("machine", "raw_kmeans", "target", "target_acc")}
+        commands = [s["command"] for s in sources]
+        keep["command"] = commands[0] if len(commands) == 1 else commands
         summary = summarize(
-            old["dataset"], old["config"], old["runs"], {**keep, **targets(args), "note": args.note or old.get("note")}
+            first["dataset"], first["config"], runs, {**keep, **targets(args), "note": args.note or first.get("note")}
         )
         (out_dir / f"{stem}.json").write_text(json.dumps(summary, indent=2) + "\n")
         (out_dir / f"{stem}.md").write_text(markdown(summary))
