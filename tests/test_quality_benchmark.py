@@ -1,0 +1,61 @@
+"""The quality benchmark's bookkeeping: time to target ACC, merging per-seed result files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks import quality
+
+
+def test_time_to_target_is_the_first_refresh_at_or_above_it() -> None:
+    run = {"acc_by_refresh": [[1, 100.0, 0.80], [141, 130.4, 0.879], [281, 160.6, 0.88], [421, 190.0, 0.90]]}
+    assert quality.time_to_target(run, 0.88) == "281, 161"
+    assert quality.time_to_target(run, 0.95) == "not reached"
+    assert quality.time_to_target(run, None) == "n/a"
+    assert quality.time_to_target({}, 0.88) == "n/a"  # result files written before the trajectory was kept
+
+
+def _result(tmp_path: Path, name: str, seed: int, acc: float, config: str = "configs/x.yaml") -> Path:
+    run = {
+        "seed": seed,
+        "acc": acc,
+        "nmi": acc,
+        "ari": acc,
+        "baseline": {"acc": acc - 0.1, "nmi": None, "ari": None},
+        "pretrain_steps": 10,
+        "dec_steps": 20,
+        "stopped_by_tol": True,
+        "wall_s": {"pretrain": 1.0, "kmeans_init": 0.1, "dec": 2.0, "total": 3.1},
+        "load_average_start": [0.5, 0.5, 0.5],
+        "acc_by_refresh": [[1, 1.5, acc - 0.1], [5, 2.5, acc]],
+    }
+    extra = {"machine": quality.machine_info(), "command": f"run {name}", "target_acc": 0.9}
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(quality.summarize("usps", config, [run], extra)))
+    return path
+
+
+def test_merge_combines_seeds_sorted_with_their_mean(tmp_path: Path) -> None:
+    files = [_result(tmp_path, "s1", 1, 0.96), _result(tmp_path, "s0", 0, 0.92)]
+    out = tmp_path / "out"
+    summary = quality.main(["--dataset", "usps", "--merge", *map(str, files), "--out-dir", str(out), "--name", "m"])
+    assert summary["seeds"] == [0, 1]
+    assert summary["acc_mean"] == pytest.approx(0.94)
+    assert summary["target_acc"] == 0.9
+    assert summary["command"] == ["run s1", "run s0"]
+    assert json.loads((out / "m.json").read_text())["acc_mean"] == pytest.approx(0.94)
+    text = (out / "m.md").read_text()
+    assert "Target ACC 0.900: met by the mean ACC 0.940" in text
+    assert "| 5, 2 |" in text  # seed 1 reached 0.96 >= 0.9 at its second refresh (step 5, 2.5 s)
+
+
+def test_merge_refuses_mixed_configs_and_repeated_seeds(tmp_path: Path) -> None:
+    a = _result(tmp_path, "a", 0, 0.9)
+    other = _result(tmp_path, "b", 1, 0.9, config="configs/y.yaml")
+    same_seed = _result(tmp_path, "c", 0, 0.8)
+    for files in ([a, other], [a, same_seed]):
+        with pytest.raises(SystemExit):
+            quality.main(["--dataset", "usps", "--merge", *map(str, files), "--out-dir", str(tmp_path), "--name", "m"])
