@@ -1,0 +1,71 @@
+"""Time to accuracy on MNIST: which measured schedule reaches the ACC target fastest.
+
+    python benchmarks/time_to_accuracy.py
+
+Reads the quality benchmark's MNIST result files (``benchmarks/results/<name>.json``, written
+by ``quality.py``: one schedule each) and puts their comparison into ``performance.json`` /
+``performance.md``. It runs nothing itself: every number comes from those recorded runs.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._common import RESULTS_DIR, update_results
+
+TARGET_ACC = 0.88
+# Measured MNIST schedules (quality.py --name ...), fastest candidate last.
+SCHEDULES = ("mnist", "mnist_e50", "mnist_e50_lw", "mnist_fast_idec_aug_short", "mnist_fast_idec_aug")
+
+
+def first_at_target(run: dict[str, Any], target: float) -> float | None:
+    """Seconds from the run start to the first refresh of P whose assignments reach ``target``."""
+    return next((s for _, s, acc in run.get("acc_by_refresh", []) if acc >= target), None)
+
+
+def schedule_row(name: str, result: dict[str, Any], target: float) -> dict[str, Any]:
+    runs = result["runs"]
+    reached = [first_at_target(r, target) for r in runs]
+    return {
+        "name": name,
+        "config": result["config"],
+        "command": result["command"],
+        "note": result.get("note"),
+        "seeds": result["seeds"],
+        "acc_mean": result["acc_mean"],
+        "acc_std": result["acc_std"],
+        "acc_per_seed": [r["acc"] for r in runs],
+        "pretrain_steps": runs[0]["pretrain_steps"],
+        "wall_min_mean": statistics.fmean(r["wall_s"]["total"] for r in runs) / 60,
+        "pretrain_min_mean": statistics.fmean(r["wall_s"]["pretrain"] for r in runs) / 60,
+        # None: the run predates the per-refresh record (acc_by_refresh) or never reached the target
+        "first_refresh_at_target_min": [None if s is None else s / 60 for s in reached],
+        "meets_target": result["acc_mean"] >= target,
+    }
+
+
+def main() -> dict[str, Any]:
+    rows = [
+        schedule_row(name, json.loads(path.read_text()), TARGET_ACC)
+        for name in SCHEDULES
+        if (path := RESULTS_DIR / f"{name}.json").is_file()
+    ]
+    meeting = [r for r in rows if r["meets_target"]]
+    fastest = min(meeting, key=lambda r: r["wall_min_mean"]) if meeting else None
+    payload = {"target_acc": TARGET_ACC, "schedules": rows, "fastest": fastest and fastest["name"]}
+    update_results(
+        "time_to_accuracy", payload, {"mnist_minutes_to_target": fastest and round(fastest["wall_min_mean"], 1)}
+    )
+    for r in rows:
+        print(f"{r['name']}: ACC {r['acc_mean']:.3f} over {len(r['seeds'])} seed(s), {r['wall_min_mean']:.1f} min")
+    return payload
+
+
+if __name__ == "__main__":
+    main()
