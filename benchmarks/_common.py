@@ -142,7 +142,8 @@ def render_markdown(r: dict[str, Any]) -> str:
                 [
                     (
                         "| MNIST: minutes to ACC >= 0.88, fastest measured schedule (mean wall per seed) "
-                        f"| {r['mnist_minutes_to_target']:.1f} | fastest |"
+                        f"| {'none meets it' if r['mnist_minutes_to_target'] is None else format(r['mnist_minutes_to_target'], '.1f')} "
+                        "| fastest |"
                     )
                 ]
                 if "mnist_minutes_to_target" in r
