@@ -203,8 +203,8 @@ CONFIGS = ["mnist_conv_idec_aug.yaml", "usps_conv_idec_aug.yaml"]
 def _tiny_config(tmp_path: Path, name: str) -> tuple[Path, int]:
     """The config with its data swapped for 30 random images of the right size (fast, no dataset needed)."""
     config = yaml.safe_load((REPO_ROOT / "configs" / name).read_text())
-    shape = config["encoder"]["init_args"]["image_shape"]
-    d = int(np.prod(shape))
+    encoder = config["encoder"]["init_args"]
+    d = int(np.prod(encoder["image_shape"])) if "image_shape" in encoder else encoder["dims"][0]
     np.save(tmp_path / "x.npy", np.random.default_rng(0).random((30, d), dtype=np.float32))
     config["data"] = {
         "class_path": "dec_lightning.data.ArrayDataModule",
@@ -235,7 +235,26 @@ def test_config_builds_conv_idec_aug_and_copies_decoder(name: str, tmp_path: Pat
     assert model.hparams.decoder["class_path"] == "dec_lightning.encoders.ConvDecoder"
 
 
-@pytest.mark.parametrize("name", CONFIGS)
+def test_mnist_mlp_idec_aug_config_builds_and_copies_decoder(tmp_path: Path, monkeypatch) -> None:
+    """FcIDEC-DA: the paper's MLP with a greedy phase, augmentation in both stages, IDEC keeping the mirror decoder."""
+    monkeypatch.chdir(tmp_path)
+    path, d = _tiny_config(tmp_path, "mnist_fast_idec_aug.yaml")
+    cli = run_cli(
+        ["pretrain", "--config", str(path), "--pretrain.layerwise_steps", "1", "--pretrain.finetune_steps", "1",
+         "--trainer.logger", "false", "--trainer.enable_checkpointing", "false", "--trainer.enable_progress_bar", "false"]
+    )  # fmt: skip
+    model, pretraining = cli.model, cli.config_init["pretrain"]
+    assert d == 784 and isinstance(model.encoder, MLPEncoder) and model.encoder.dims == [784, 500, 500, 2000, 10]
+    assert pretraining.total_steps == 4 + 1  # one greedy step per layer, one end-to-end step
+    assert model.hparams.reconstruction_weight == pytest.approx(0.1)
+    for augment in (model.augment, pretraining.augment):
+        assert isinstance(augment, RandomShiftRotate) and augment.image_shape == (1, 28, 28)
+    assert model.decoder is not None and model.decoder is not pretraining.decoder
+    for a, b in zip(model.decoder.state_dict().values(), pretraining.decoder.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("name", [*CONFIGS, "mnist_fast_idec_aug.yaml"])
 def test_config_data_section_parses(name: str, capsys: pytest.CaptureFixture) -> None:
     config = yaml.safe_load((REPO_ROOT / "configs" / name).read_text())
     module, _, cls = config["data"]["class_path"].rpartition(".")
