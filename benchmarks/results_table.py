@@ -19,7 +19,14 @@ README = REPO / "README.md"
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 DATASETS = ("digits", "mnist", "usps", "reuters")
 # Other schedules of the same datasets, listed when measured (``quality.py --name``).
-VARIANTS = ("mnist_e50", "mnist_e50_lw", "mnist_fast_idec_aug", "usps_tuned", "usps_conv_idec_aug")
+VARIANTS = (
+    "mnist_e50",
+    "mnist_e50_lw",
+    "mnist_fast_idec_aug_short",
+    "mnist_fast_idec_aug",
+    "usps_tuned",
+    "usps_conv_idec_aug",
+)
 # Published reference points, quoted for comparison (not measured here).
 ANCHORS = (
     "| MNIST, DEC paper (Xie et al., 2016, Table 2) | | 0.843 | | | | | |",
