@@ -208,11 +208,16 @@ def target_acc(dataset: str, extra: dict[str, Any]) -> float | None:
     return {"digits": 0.82, "mnist": 0.88, "usps": 0.76}.get(dataset)
 
 
+def first_refresh_at(run: dict[str, Any], target: float) -> tuple[int, float] | None:
+    """(DEC step, seconds from the run start) of the first refresh of P whose assignments reach ``target``."""
+    return next(((step, s) for step, s, acc in run.get("acc_by_refresh", []) if acc >= target), None)
+
+
 def time_to_target(run: dict[str, Any], target: float | None) -> str:
-    """The first refresh of P whose assignments reach the target ACC: 'step, seconds from the run start'."""
+    """`first_refresh_at` as 'step, seconds' for the tables ('n/a' for runs without the record)."""
     if target is None or "acc_by_refresh" not in run:
         return "n/a"
-    hit = next(((step, s) for step, s, acc in run["acc_by_refresh"] if acc >= target), None)
+    hit = first_refresh_at(run, target)
     return "not reached" if hit is None else f"{hit[0]}, {hit[1]:.0f}"
 
 
