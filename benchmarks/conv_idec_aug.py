@@ -43,13 +43,19 @@ def settings(dataset: str) -> dict:
         "pretrain_steps": config["pretrain"]["finetune_steps"],
         "pretrain_lr": config["pretrain"]["optimizer"]["init_args"]["lr"],
         "cluster_steps": config["trainer"]["max_steps"],
-        "cluster_lr": config["model"]["optimizer"]["init_args"]["lr"],
-        "gamma": config["model"]["reconstruction_weight"],
+        "cluster_optimizer": config["model"]["optimizer"],
+        "weights": {k: config["model"][k] for k in ("clustering_weight", "reconstruction_weight")},
         "update_interval": callbacks["TargetDistributionRefresh"]["update_interval"],
         "tol": callbacks["ToleranceStopping"]["tol"],
         "batch_size": config["data"]["init_args"]["batch_size"],
         "augment": config["model"]["augment"]["init_args"],
     }
+
+
+def cluster_optimizer(s: dict, params) -> torch.optim.Optimizer:
+    """The config's clustering optimizer (``class_path`` + ``init_args``)."""
+    spec = s["cluster_optimizer"]
+    return getattr(torch.optim, spec["class_path"].rsplit(".", 1)[1])(params, **spec["init_args"])
 
 
 def modules(shape: tuple[int, ...]) -> tuple[ConvEncoder, ConvDecoder]:
@@ -72,8 +78,7 @@ def run(dataset: str, seeds: list[int], pretrain_steps: int, cluster_steps: int)
         result = cluster(
             x, y, seed, ae, s["batch_size"], cluster_steps, s["update_interval"],
             extra_callbacks=lambda: [ToleranceStopping(tol=s["tol"])],
-            reconstruction_weight=s["gamma"], augment=augment,
-            optimizer=lambda p: torch.optim.Adam(p, lr=s["cluster_lr"]),
+            augment=augment, optimizer=lambda p: cluster_optimizer(s, p), **s["weights"],
         )  # fmt: skip
         row = {"seed": seed, "pretrain_seconds": pretrain_seconds, **result}
         print(json.dumps(row), flush=True)
@@ -97,7 +102,7 @@ def time_steps(dataset: str, steps: int = 20) -> dict:
     shape = IMAGE_SHAPES[dataset]
     augment = RandomShiftRotate(**s["augment"])
     encoder, decoder = modules(shape)
-    model = DEC(encoder, n_clusters=10, decoder=decoder, reconstruction_weight=s["gamma"], augment=augment)
+    model = DEC(encoder, n_clusters=10, decoder=decoder, augment=augment, **s["weights"])
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     xt = torch.from_numpy(x)
     model.target = torch.full((len(x), 10), 0.1)

@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import statistics
 import sys
 import tempfile
@@ -115,16 +116,72 @@ def raw_kmeans_baseline(datamodule: Any, n_init: int, seed: int) -> dict[str, fl
     return {**scores, "n_init": n_init, "seed": seed, "wall_s": time.perf_counter() - start}
 
 
-def run_seed(config: str, seed: int, data_dir: str | None, extra: list[str], workdir: Path) -> dict[str, Any]:
-    from dec_lightning.callbacks import ToleranceStopping
+def objective(clustering_weight: float, reconstruction_weight: float) -> str:
+    """The clustering loss in words, as the results pages state it."""
+    if reconstruction_weight == 0:
+        return "DEC: KL(P||Q)" if clustering_weight == 1 else f"DEC: {clustering_weight:g}·KL(P||Q)"
+    name = "IDEC" if reconstruction_weight == 1 else "KL + reconstruction"
+    return f"{name}: {clustering_weight:g}·KL(P||Q) + {reconstruction_weight:g}·MSE"
+
+
+def _cli_run(args: list[str]) -> Any:
     from dec_lightning.cli.main import run_cli
 
-    args = ["run", "--config", config, "--seed_everything", str(seed)]
+    argv, sys.argv = sys.argv, sys.argv[:1]  # LightningCLI warns when it sees this script's own arguments
+    try:
+        return run_cli(args)
+    finally:
+        sys.argv = argv
+
+
+def _clustering_record(cli: Any, start: float, pretrain_end: float | None = None) -> dict[str, Any]:
+    """Scores, objective, steps, stopping and timing of a finished clustering run."""
+    from dec_lightning.callbacks import ToleranceStopping
+
+    end = time.perf_counter()
+    probe = next(cb for cb in cli.trainer.callbacks if type(cb).__name__ == "BenchmarkProbe")
+    stopper = next((cb for cb in cli.trainer.callbacks if isinstance(cb, ToleranceStopping)), None)
+    hp = cli.model.hparams
+    t = probe.times
+    return {
+        **{k: cli.model.scores.get(k) for k in ("acc", "nmi", "ari")},
+        "objective": objective(hp.get("clustering_weight", 1.0), hp.get("reconstruction_weight", 0.0)),
+        "baseline": {k: probe.baseline.get(k) for k in ("acc", "nmi", "ari")},
+        "dec_steps": int(cli.trainer.global_step),
+        "refreshes": int(cli.model.refresh_count),
+        "stopped_by_tol": bool(stopper and stopper.stopped_step is not None),
+        "wall_s": {
+            # from the start of the run: config parsing, data loading and pretraining
+            "pretrain": t["cluster_fit_start"] - start if pretrain_end is None else pretrain_end,
+            "kmeans_init": t["kmeans_done"] - t["cluster_fit_start"],
+            "dec": t["train_end"] - t["kmeans_done"],
+            "total": end - start + (pretrain_end or 0.0),
+        },
+        # ACC at each refresh of P: (DEC step, seconds from the start of the run, ACC)
+        "acc_by_refresh": [
+            [p["step"], round(p["perf_counter"] - start + (pretrain_end or 0.0), 1), p["acc"]] for p in probe.trajectory
+        ],
+    }
+
+
+def run_seed(
+    config: str,
+    seed: int,
+    data_dir: str | None,
+    extra: list[str],
+    workdir: Path,
+    variants: dict[str, list[str]] | None = None,
+) -> dict[str, Any]:
+    """One seed of ``dec-lightning run``; each variant then clusters again from the same pretrained autoencoder.
+
+    A variant (extra clustering arguments, e.g. another objective) runs ``dec-lightning cluster
+    --model.pretrained`` on this seed's pretraining checkpoint, so the arms differ only in the
+    clustering stage. Its wall time counts that shared pretraining once, as if run alone.
+    """
+    common = ["--config", config, "--seed_everything", str(seed)]
     if data_dir:
-        args += ["--data.init_args.data_dir", data_dir]
-    args += [
-        "--trainer.logger.init_args.save_dir",
-        str(workdir / f"seed{seed}"),
+        common += ["--data.init_args.data_dir", data_dir]
+    common += [
         "--trainer.enable_progress_bar",
         "false",
         "--trainer.enable_model_summary",
@@ -134,40 +191,32 @@ def run_seed(config: str, seed: int, data_dir: str | None, extra: list[str], wor
     ]
     load_start = os.getloadavg()
     start = time.perf_counter()
-    argv, sys.argv = sys.argv, sys.argv[:1]  # LightningCLI warns when it sees this script's own arguments
-    try:
-        cli = run_cli(args)
-    finally:
-        sys.argv = argv
-    end = time.perf_counter()
-    probe = next(cb for cb in cli.trainer.callbacks if type(cb).__name__ == "BenchmarkProbe")
-    stopper = next((cb for cb in cli.trainer.callbacks if isinstance(cb, ToleranceStopping)), None)
+    cli = _cli_run(["run", *common, "--trainer.logger.init_args.save_dir", str(workdir / f"seed{seed}")])
     pretrain = cli.config_init["pretrain"]
     pretrain_trainer = getattr(pretrain, "_trainer", None)
-    t = probe.times
-    return {
+    record = {
         "seed": seed,
-        **{k: cli.model.scores.get(k) for k in ("acc", "nmi", "ari")},
-        "baseline": {k: probe.baseline.get(k) for k in ("acc", "nmi", "ari")},
+        **_clustering_record(cli, start),
         "pretrain_steps": int(pretrain_trainer.global_step) if pretrain_trainer else pretrain.total_steps,
         "pretrain_final_loss": float(pretrain_trainer.callback_metrics["pretrain/loss"])
         if pretrain_trainer and "pretrain/loss" in pretrain_trainer.callback_metrics
         else None,
-        "dec_steps": int(cli.trainer.global_step),
-        "refreshes": int(cli.model.refresh_count),
-        "stopped_by_tol": bool(stopper and stopper.stopped_step is not None),
-        "wall_s": {
-            # from the start of the run: config parsing, data loading and pretraining
-            "pretrain": t["cluster_fit_start"] - start,
-            "kmeans_init": t["kmeans_done"] - t["cluster_fit_start"],
-            "dec": t["train_end"] - t["kmeans_done"],
-            "total": end - start,
-        },
         "load_average_start": load_start,
         "load_average_end": os.getloadavg(),
-        # ACC at each refresh of P: (DEC step, seconds from the start of the run, ACC)
-        "acc_by_refresh": [[p["step"], round(p["perf_counter"] - start, 1), p["acc"]] for p in probe.trajectory],
     }
+    if variants:
+        checkpoint = pretrain_trainer.checkpoint_callback.best_model_path
+        record["variants"] = {}
+        for name, args in variants.items():
+            start = time.perf_counter()
+            save_dir = str(workdir / f"seed{seed}-{name}")
+            cluster = ["cluster", *common, "--trainer.logger.init_args.save_dir", save_dir, *args]
+            variant_cli = _cli_run([*cluster, "--model.pretrained", checkpoint])
+            record["variants"][name] = {
+                "args": args,
+                **_clustering_record(variant_cli, start, pretrain_end=record["wall_s"]["pretrain"]),
+            }
+    return record
 
 
 def summarize(dataset: str, config: str, runs: list[dict[str, Any]], extra: dict[str, Any]) -> dict[str, Any]:
@@ -180,9 +229,19 @@ def summarize(dataset: str, config: str, runs: list[dict[str, Any]], extra: dict
     def std(v: list[float]) -> float | None:
         return statistics.pstdev(v) if v else None
 
+    objectives = sorted({r["objective"] for r in runs if "objective" in r})
+    variant_names = sorted({name for r in runs for name in r.get("variants", {})})
+    variants = {
+        name: summarize(dataset, config, [{"seed": r["seed"], **r["variants"][name]} for r in runs], {})
+        for name in variant_names
+        if all(name in r.get("variants", {}) for r in runs)
+    }
+    for v in variants.values():
+        v.pop("runs")
     return {
         "dataset": dataset,
         "config": config,
+        **({"objective": "; ".join(objectives)} if objectives else {}),
         "seeds": [r["seed"] for r in runs],
         "acc_mean": mean(values("acc")),
         "acc_std": std(values("acc")),
@@ -196,6 +255,7 @@ def summarize(dataset: str, config: str, runs: list[dict[str, Any]], extra: dict
         "target": TARGETS.get(dataset),
         "target_acc": target_acc(dataset, extra),
         **extra,
+        **({"variants": variants} if variants else {}),
         "runs": runs,
     }
 
@@ -239,6 +299,7 @@ def markdown(summary: dict[str, Any]) -> str:
             f"lightning {m['lightning']}."
         ),
         f"Target: {summary['target']}.",
+        f"Objective: {summary.get('objective', 'not recorded')}.",
         *([f"Note: {summary['note']}", ""] if summary.get("note") else [""]),
         (
             "| seed | ACC | NMI | ARI | AE+k-means ACC | pretrain steps | DEC steps | stopped by tol "
@@ -268,6 +329,15 @@ def markdown(summary: dict[str, Any]) -> str:
             f"Target ACC {summary['target_acc']:.3f}: {'met' if met else 'NOT met'} by the mean ACC "
             f"{summary['acc_mean']:.3f}."
         )
+    for name, v in summary.get("variants", {}).items():
+        args = next(r["variants"][name]["args"] for r in summary["runs"])
+        per_seed = ", ".join(f"{r['seed']}: {fmt(r['variants'][name]['acc'])}" for r in summary["runs"])
+        lines.append(
+            f"Variant `{name}` ({v.get('objective')}; `{shlex.join(args)}`), clustered from the same pretrained "
+            f"autoencoder per seed: ACC {fmt(v['acc_mean'])} ± {fmt(v['acc_std'])}, NMI {fmt(v['nmi_mean'])}, "
+            f"ARI {fmt(v['ari_mean'])}; per seed {per_seed}; wall {fmt(v['wall_s_mean'], 0)} s per seed "
+            "(its pretraining counted once)."
+        )
     raw = summary.get("raw_kmeans")
     if raw:
         lines.append(
@@ -286,6 +356,18 @@ def markdown(summary: dict[str, Any]) -> str:
         ),
     ]
     return "\n".join(lines) + "\n"
+
+
+def portable_command(argv: list[str]) -> str:
+    """The command as it runs from the repository root on any machine: absolute paths made relative to it."""
+
+    def relative(token: str) -> str:
+        key, sep, value = token.rpartition("=") if token.startswith("--") else ("", "", token)
+        if os.path.isabs(value):
+            value = os.path.relpath(value, REPO)
+        return f"{key}{sep}{value}"
+
+    return shlex.join(relative(token) for token in argv)
 
 
 def targets(args: argparse.Namespace) -> dict[str, Any]:
@@ -324,6 +406,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         type=Path,
         help="only combine the runs of these result files (seeds run as separate processes) into <name>.json",
     )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=ARGS",
+        help="also cluster each seed's pretrained autoencoder with these extra arguments (repeatable), "
+        "e.g. 'old=--model.clustering_weight 1 --model.reconstruction_weight 0.1'",
+    )
     parser.add_argument("extra", nargs=argparse.REMAINDER, help="after --: more dec-lightning arguments")
     args = parser.parse_args(argv)
 
@@ -339,7 +429,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = args.name or args.dataset
-    command = " ".join(["python benchmarks/quality.py", *(argv if argv is not None else sys.argv[1:])])
+    command = portable_command(["python", "benchmarks/quality.py", *(argv if argv is not None else sys.argv[1:])])
+    variants = {}
+    for spec in args.variant:
+        name, sep, variant_args = spec.partition("=")
+        if not sep or not name:
+            parser.error(f"--variant {spec!r}: expected NAME=ARGS")
+        variants[name] = shlex.split(variant_args)
 
     if args.rewrite or args.merge:
         sources = [json.loads(p.read_text()) for p in args.merge or [out_dir / f"{stem}.json"]]
@@ -376,7 +472,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     runs = []
     with tempfile.TemporaryDirectory(prefix="dec-bench-") as workdir:
         for seed in seeds:
-            runs.append(run_seed(config, seed, args.data_dir, extra, Path(workdir)))
+            runs.append(run_seed(config, seed, args.data_dir, extra, Path(workdir), variants))
             print(json.dumps(runs[-1]), flush=True)
             summary = summarize(args.dataset, config, runs, results)
             # written after every seed, so a long run that is stopped keeps what it measured

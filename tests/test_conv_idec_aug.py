@@ -54,14 +54,17 @@ def test_conv_encoder_reports_data_mismatch(trainer_kwargs: dict[str, Any]) -> N
         L.Trainer(max_steps=1, **trainer_kwargs).fit(model, datamodule=data)
 
 
-def _model_with_target(gamma: float, decoder: bool = True, n: int = 12) -> tuple[DEC, Tensor, Tensor]:
+def _model_with_target(
+    reconstruction: float, decoder: bool = True, n: int = 12, clustering: float = 1.0
+) -> tuple[DEC, Tensor, Tensor]:
     torch.manual_seed(0)
     shape = (1, 8, 8)
     model = DEC(
         ConvEncoder(shape, **TINY),
         n_clusters=3,
         decoder=ConvDecoder(shape, **TINY) if decoder else None,
-        reconstruction_weight=gamma,
+        reconstruction_weight=reconstruction,
+        clustering_weight=clustering,
     )
     model.centers.data.normal_()
     p = torch.rand(n, 3)
@@ -75,27 +78,40 @@ def _step(model: DEC, x: Tensor, index: Tensor) -> Tensor:
         return model.training_step((x, torch.zeros_like(index), index), 0)
 
 
-def test_idec_loss_is_kl_plus_gamma_mse() -> None:
-    model, x, index = _model_with_target(gamma=0.1)
+def _hand_kl_and_mse(model: DEC, x: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
     z = model.encoder(x)
-    q = (1 + torch.cdist(z, model.centers) ** 2) ** -1  # Student's t, alpha = 1 (DEC eq. 1)
+    q = (1 + ((z[:, None, :] - model.centers[None]) ** 2).sum(-1)) ** -1  # Student's t, alpha = 1 (DEC eq. 1)
     q = q / q.sum(dim=1, keepdim=True)
     p = model.target[index]
-    kl = (p * (p / q).log()).sum(dim=1).mean()
-    mse = ((model.decoder(z) - x) ** 2).mean()
-    assert float(mse.detach()) > 0.01  # the reconstruction term is not negligible here
-    torch.testing.assert_close(_step(model, x, index), kl + 0.1 * mse)
+    return (p * (p / q).log()).sum(dim=1).mean(), ((model.decoder(z) - x) ** 2).mean()
+
+
+def test_idec_loss_is_mse_plus_gamma_kl() -> None:
+    """IDEC eq. 3, L = L_r + gamma * L_c, as its code's loss_weights=[gamma, 1] on [kld, mse]."""
+    model, x, index = _model_with_target(reconstruction=1.0, clustering=0.1)
+    kl, mse = _hand_kl_and_mse(model, x, index)
+    assert float(mse.detach()) > 0.01 and float(kl.detach()) > 0.01  # neither term is negligible here
+    torch.testing.assert_close(_step(model, x, index), 0.1 * kl + mse)
     terms = model.loss_terms(x, index)
     torch.testing.assert_close(terms["kl"], kl)
     torch.testing.assert_close(terms["reconstruction"], mse)
 
 
-def test_gamma_zero_is_plain_dec() -> None:
-    idec, x, index = _model_with_target(gamma=0.0)
-    plain, _, _ = _model_with_target(gamma=0.0, decoder=False)
+def test_loss_weights_each_scale_their_term() -> None:
+    """The weights are explicit: KL + 0.1 * MSE (this package's earlier 'IDEC') is its own setting."""
+    model, x, index = _model_with_target(reconstruction=0.1, clustering=1.0)
+    kl, mse = _hand_kl_and_mse(model, x, index)
+    torch.testing.assert_close(_step(model, x, index), kl + 0.1 * mse)
+    with pytest.raises(ConfigError, match="clustering_weight must be > 0"):
+        _model_with_target(reconstruction=1.0, clustering=0.0)
+
+
+def test_reconstruction_weight_zero_is_plain_dec() -> None:
+    idec, x, index = _model_with_target(reconstruction=0.0)
+    plain, _, _ = _model_with_target(reconstruction=0.0, decoder=False)
     plain.load_state_dict(idec.state_dict())  # same encoder and centres (the decoder drew from the RNG)
     plain.target = idec.target
-    assert idec.decoder is None  # a decoder given with gamma = 0 is dropped: no extra parameters
+    assert idec.decoder is None  # a decoder given with reconstruction_weight 0 is dropped: no extra parameters
     assert sum(p.numel() for p in idec.parameters()) == sum(p.numel() for p in plain.parameters())
     expected = F.kl_div(plain(x).log(), plain.target[index], reduction="batchmean")
     torch.testing.assert_close(_step(idec, x, index), _step(plain, x, index))
@@ -227,7 +243,7 @@ def test_config_builds_conv_idec_aug_and_copies_decoder(name: str, tmp_path: Pat
     assert isinstance(model.encoder, ConvEncoder) and model.encoder.input_dim == d
     assert isinstance(model.decoder, ConvDecoder) and isinstance(pretraining.decoder, ConvDecoder)
     assert model.decoder is not pretraining.decoder  # built twice from one config, weights copied
-    assert model.hparams.reconstruction_weight == pytest.approx(0.1)
+    assert (model.hparams.clustering_weight, model.hparams.reconstruction_weight) == (0.1, 1.0)  # IDEC
     assert isinstance(model.augment, RandomShiftRotate) and isinstance(pretraining.augment, RandomShiftRotate)
     for a, b in zip(model.decoder.state_dict().values(), pretraining.decoder.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b)
@@ -246,7 +262,7 @@ def test_mnist_mlp_idec_aug_config_builds_and_copies_decoder(tmp_path: Path, mon
     model, pretraining = cli.model, cli.config_init["pretrain"]
     assert d == 784 and isinstance(model.encoder, MLPEncoder) and model.encoder.dims == [784, 500, 500, 2000, 10]
     assert pretraining.total_steps == 4 + 1  # one greedy step per layer, one end-to-end step
-    assert model.hparams.reconstruction_weight == pytest.approx(0.1)
+    assert (model.hparams.clustering_weight, model.hparams.reconstruction_weight) == (0.1, 1.0)  # IDEC
     for augment in (model.augment, pretraining.augment):
         assert isinstance(augment, RandomShiftRotate) and augment.image_shape == (1, 28, 28)
     assert model.decoder is not None and model.decoder is not pretraining.decoder

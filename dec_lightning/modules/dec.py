@@ -78,9 +78,10 @@ class DEC(L.LightningModule):
     """Deep Embedded Clustering: refines a pretrained encoder and K centres jointly.
 
     Each step looks up its samples' rows of the target distribution P by dataset index
-    and minimises KL(P || Q) (eq. 2); with ``reconstruction_weight`` gamma > 0 it is IDEC
-    (Guo et al., 2017, eq. 3): KL + gamma * MSE(decoder(z), x), which keeps the decoder and so
-    the local structure of the embedding during clustering. P itself is computed over the whole dataset by the
+    and minimises ``clustering_weight * KL(P || Q) + reconstruction_weight * MSE(decoder(z), x)``.
+    Plain DEC (eq. 2) is weights (1, 0). IDEC (Guo et al., IJCAI 2017, eq. 3: L = L_r + gamma * L_c;
+    reference code IDEC.py, ``loss_weights=[gamma, 1]`` on ``[kld, mse]``) is weights (gamma, 1)
+    with gamma = 0.1: the decoder is kept, and so the local structure of the embedding. P itself is computed over the whole dataset by the
     `TargetDistributionRefresh` callback, and the centres start from `KMeansInit`: the
     module holds the model, the callbacks hold the schedule.
 
@@ -93,7 +94,8 @@ class DEC(L.LightningModule):
         optimizer: builds the optimizer from the parameters (default: SGD lr 0.01, momentum 0.9).
         decoder: maps z -> x̂, used by the IDEC term only; default (when gamma > 0): the mirror
             of an `MLPEncoder`. Other encoders need one (e.g. `ConvDecoder`).
-        reconstruction_weight: IDEC's gamma (paper: 0.1); 0 is plain DEC and ignores the decoder.
+        clustering_weight: weight of KL(P || Q); IDEC's gamma (IDEC paper and code: 0.1), 1 for DEC.
+        reconstruction_weight: weight of the reconstruction MSE; 1 for IDEC, 0 (plain DEC) drops the decoder.
         augment: transform of the training batches' features (e.g. `RandomShiftRotate`), for
             DEC-DA; P, k-means and the final assignments are computed on clean data.
         near_empty_fraction: a cluster holding fewer than this fraction of the mean cluster size
@@ -112,6 +114,7 @@ class DEC(L.LightningModule):
         near_empty_fraction: float = 0.1,
         decoder: nn.Module | None = None,
         reconstruction_weight: float = 0.0,
+        clustering_weight: float = 1.0,
         augment: nn.Module | None = None,
     ) -> None:
         super().__init__()
@@ -135,7 +138,11 @@ class DEC(L.LightningModule):
             raise ValueError(f"{type(encoder).__name__} needs an `embedding_dim` attribute to be used by DEC")
         if reconstruction_weight < 0:
             raise ConfigError(f"model.reconstruction_weight must be >= 0, got {reconstruction_weight}")
-        if reconstruction_weight > 0 and decoder is None:  # IDEC reconstructs through a decoder
+        if clustering_weight <= 0:
+            raise ConfigError(
+                f"model.clustering_weight must be > 0 (it weights DEC's KL term), got {clustering_weight}"
+            )
+        if reconstruction_weight > 0 and decoder is None:  # the reconstruction term needs a decoder
             decoder = mirror_decoder(encoder)
         self.decoder = decoder if reconstruction_weight > 0 else None
         self.augment = augment
@@ -251,7 +258,7 @@ class DEC(L.LightningModule):
                 load_encoder_weights(self.decoder, self.hparams.pretrained, prefix="decoder")
 
     def loss_terms(self, x: Tensor, index: Tensor) -> dict[str, Tensor]:
-        """KL(P || Q) of the batch (eq. 2) and, for IDEC, the reconstruction MSE (Guo et al., 2017, eq. 3)."""
+        """KL(P || Q) of the batch (DEC eq. 2, IDEC's L_c) and, with a decoder, the reconstruction MSE (IDEC's L_r)."""
         z = self.encoder(x)
         terms = {"kl": kl_divergence(self.target[index], soft_assignment(z, self.centers, self.hparams.alpha))}
         if self.decoder is not None:
@@ -267,7 +274,8 @@ class DEC(L.LightningModule):
         if self.augment is not None:  # training batches only: whole-dataset passes call forward/embed
             x = self.augment(x)
         terms = self.loss_terms(x, index)
-        loss = terms["kl"] + self.hparams.reconstruction_weight * terms.get("reconstruction", 0.0)
+        hp = self.hparams
+        loss = hp.clustering_weight * terms["kl"] + hp.reconstruction_weight * terms.get("reconstruction", 0.0)
         self.log("cluster/loss", loss, prog_bar=True)
         for name, value in terms.items():
             self.log(f"cluster/{name}", value)
