@@ -153,6 +153,24 @@ def test_target_refresh_only_at_multiples_of_interval(blobs_datamodule, trainer_
     assert module.refresh_count == (max_steps - 1) // interval + 1
 
 
+def test_target_refresh_once_per_optimizer_step_with_accumulation(blobs_datamodule, trainer_kwargs) -> None:
+    """accumulate_grad_batches=2: P is refreshed at the first batch of a refresh step only, so the next
+    refresh sees a moved model and tolerance stopping does not fire on an unchanged P."""
+    dm = blobs_datamodule
+    module = make_dec(dm)
+    probe, stopping = RefreshProbe(), ToleranceStopping(tol=1e-9)
+    callbacks = [KMeansInit(n_init=1, seed=0), TargetDistributionRefresh(3), stopping, probe]
+    trainer = L.Trainer(max_steps=12, accumulate_grad_batches=2, callbacks=callbacks, **trainer_kwargs)
+    trainer.fit(module, datamodule=dm)
+    counts = {}
+    for rec in probe.records:  # two batches per optimizer step; the count after each batch start
+        counts.setdefault(rec["step"], []).append(rec["count"])
+    assert all(len(c) == 2 and c[0] == c[1] for c in counts.values())  # never refreshed on a step's 2nd batch
+    assert [c[0] for c in counts.values()] == [step // 3 + 1 for step in counts]
+    assert module.refresh_count == 4  # steps 0, 3, 6, 9
+    assert stopping.stopped_step is None and trainer.global_step == 12
+
+
 def test_target_refresh_rejects_bad_interval() -> None:
     with pytest.raises(ValueError, match="update_interval"):
         TargetDistributionRefresh(0)

@@ -19,7 +19,10 @@ class TargetDistributionRefresh(L.Callback):
     share of the samples) and, when the data has labels,
     ``cluster/acc``, ``cluster/nmi`` and ``cluster/ari`` (the refresh at step 0 scores the
     k-means initialisation). P is also refreshed at once when it is stale, e.g. after
-    `CentroidReinit` moved the centres.
+    `CentroidReinit` moved the centres. With gradient accumulation an optimizer step spans
+    several batches; P is refreshed once per step, at its first batch, so that the next
+    refresh sees a model that has moved (refreshing on every batch of a step would compare
+    P with itself and stop `ToleranceStopping` at once).
 
     Args:
         update_interval: steps between refreshes (paper: 140 for MNIST; DEC-keras: 140).
@@ -29,12 +32,22 @@ class TargetDistributionRefresh(L.Callback):
         if update_interval < 1:
             raise ValueError(f"update_interval must be >= 1, got {update_interval}")
         self.update_interval = update_interval
+        self.refreshed_step = -1  # optimizer step of the latest scheduled refresh
 
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        if trainer.global_step % self.update_interval == 0 or pl_module.target is None:
+        step = trainer.global_step
+        due = step % self.update_interval == 0 and step != self.refreshed_step
+        if due or pl_module.target is None:
             self.refresh(trainer, pl_module)
+            self.refreshed_step = step
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"refreshed_step": self.refreshed_step}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.refreshed_step = state_dict.get("refreshed_step", -1)
 
     def refresh(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         q, y = whole_dataset_pass(trainer, pl_module, pl_module.forward)
