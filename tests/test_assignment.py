@@ -181,3 +181,44 @@ def test_kl_gradient_matches_eq4(alpha: float) -> None:
     grad_mu = -np.einsum("ij,ijd->jd", coeff, diff) / len(z_np)
     np.testing.assert_allclose(z.grad.numpy(), grad_z, rtol=1e-6, atol=1e-12)
     np.testing.assert_allclose(mu.grad.numpy(), grad_mu, rtol=1e-6, atol=1e-12)
+
+
+def far_from_origin_problem(n: int = 64, k: int = 5, d: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
+    """float32 embeddings of norm ~1000 with centres at unit-scale offsets from the same point."""
+    g = torch.Generator().manual_seed(12)
+    base = torch.randn(d, generator=g, dtype=torch.float64)
+    base = base / base.norm() * 1000.0
+    z = base + torch.randn(n, d, generator=g, dtype=torch.float64)
+    mu = base + torch.randn(k, d, generator=g, dtype=torch.float64)
+    return z.float(), mu.float()
+
+
+@pytest.mark.parametrize("alpha", [1.0, 2.0])
+def test_squared_distances_exact_far_from_origin(alpha: float) -> None:
+    """Norm ~1000, offsets ~1, > 25 rows: matches float64 to float32 precision; cdist's matmul path does not."""
+    z, mu = far_from_origin_problem()
+    assert len(z) > 25  # cdist switches to ||a||^2 + ||b||^2 - 2ab above 25 rows
+    # reference from the very same float32 values, so only the distance computation is compared
+    z64, mu64 = z.double(), mu.double()
+    ref_sq = ((z64[:, None, :] - mu64[None]) ** 2).sum(-1)
+    assert 1.0 < ref_sq.min() and ref_sq.max() < 100.0
+
+    old_sq = torch.cdist(z, mu).pow(2).double()
+    old_err = ((old_sq - ref_sq).abs() / ref_sq).max().item()
+    assert old_err > 1e-3  # the previous formula: several % off (0.04 relative, 0.37 absolute here)
+
+    ref_q = ref_soft_assignment(z64.numpy(), mu64.numpy(), alpha)
+    q = soft_assignment(z, mu, alpha)
+    np.testing.assert_allclose(q.double().numpy(), ref_q, rtol=1e-5, atol=1e-7)
+    old_q = torch.softmax(-(alpha + 1.0) / 2.0 * torch.log1p(old_sq / alpha), dim=1).numpy()
+    with pytest.raises(AssertionError):
+        np.testing.assert_allclose(old_q, ref_q, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("alpha", [1.0, 2.0])
+def test_soft_assignment_gradcheck(alpha: float) -> None:
+    """Gradients reach both embeddings and centres, and match finite differences (float64)."""
+    z_np, mu_np = random_problem(13, n=4, k=3, d=2)
+    z = torch.from_numpy(z_np).requires_grad_()
+    mu = torch.from_numpy(mu_np).requires_grad_()
+    assert torch.autograd.gradcheck(lambda a, b: soft_assignment(a, b, alpha), (z, mu))
