@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from functools import partial
@@ -41,6 +40,7 @@ from dec_lightning.data.arrays import ArrayDataModule
 from dec_lightning.data.indexed import IndexedDataset
 from dec_lightning.data.validation import ConfigError, DataValidationError, validate_arrays
 from dec_lightning.encoders.mlp import MLPEncoder
+from dec_lightning.files import atomic_write
 from dec_lightning.modules.dataset_pass import EVAL_BATCH_SIZE
 from dec_lightning.modules.dec import DEC as DECModule
 from dec_lightning.modules.dec import load_checkpoint_file
@@ -325,7 +325,7 @@ class DEC(ClusterMixin, TransformerMixin, BaseEstimator):
     # ------------------------------------------------------------------ persistence
 
     def save(self, path: str | Path) -> Path:
-        """Write parameters, weights and fitted attributes to one file (atomically).
+        """Write parameters, weights and fitted attributes to one file, atomically and durably (`atomic_write`).
 
         The file holds only tensors and builtins, so `load` reads it with
         ``torch.load(weights_only=True)``: loading never runs code from the file.
@@ -342,14 +342,7 @@ class DEC(ClusterMixin, TransformerMixin, BaseEstimator):
             "n_iter": self.n_iter_,
         }
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            torch.save(state, tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, lambda f: torch.save(state, f))
         return path
 
     @classmethod

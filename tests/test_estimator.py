@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from types import SimpleNamespace
 from typing import Any
 
@@ -14,7 +16,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 import dec_lightning
-from dec_lightning import DEC, DECModule
+from dec_lightning import DEC, DECModule, estimator, files
 from dec_lightning.callbacks.phase_progress import describe_phase
 from dec_lightning.data.validation import ConfigError, DataValidationError
 from dec_lightning.modules.assignment import soft_assignment
@@ -120,6 +122,34 @@ def test_save_load_round_trip(fitted: DEC, data, tmp_path) -> None:
     np.testing.assert_array_equal(loaded.cluster_centers_, fitted.cluster_centers_)
     assert loaded.scores_ == fitted.scores_ and loaded.n_iter_ == fitted.n_iter_
     assert loaded.n_features_in_ == BLOBS_DIM
+
+
+def test_save_goes_through_the_atomic_helper(fitted: DEC, tmp_path, monkeypatch) -> None:
+    """`save` uses `dec_lightning.files.atomic_write` (fsync, rename, fsync the folder): a failed save keeps the old file."""
+    calls: list[object] = []
+    monkeypatch.setattr(
+        estimator, "atomic_write", lambda path, write: calls.append(path) or files.atomic_write(path, write)
+    )
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append("dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    path = fitted.save(tmp_path / "dec.pt")
+    assert calls == [path] and synced == ["file", "dir"]
+    before = path.read_bytes()
+
+    def broken_save(obj, f, *args, **kwargs) -> None:
+        f.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        fitted.save(path)
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["dec.pt"]
 
 
 def test_load_refuses_other_files(tmp_path) -> None:

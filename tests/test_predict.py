@@ -16,6 +16,7 @@ from dec_lightning.cli import predict as predict_module
 from dec_lightning.cli.main import main, run_cli
 from dec_lightning.cli.predict import ASSIGNMENTS_FILE, SOFT_ASSIGNMENTS_FILE, write_predictions
 from dec_lightning.data.validation import ConfigError, DECInputError, MissingFileError
+from dec_lightning.files import atomic_write, atomic_write_all, current_umask
 from dec_lightning.modules import DEC
 
 torch.set_num_threads(1)
@@ -207,3 +208,59 @@ def test_failed_write_leaves_previous_outputs_and_no_temp_files(tmp_path: Path, 
     assert sorted(os.listdir(tmp_path)) == [ASSIGNMENTS_FILE, SOFT_ASSIGNMENTS_FILE]
     write_predictions(tmp_path, np.arange(4), np.flip(q, axis=1))
     np.testing.assert_array_equal(np.load(npy_path), np.flip(q, axis=1))
+
+
+def _fsync_recorder(monkeypatch) -> list[str]:
+    """Patch os.fsync to record what it syncs: "file" or "dir"."""
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append("dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return synced
+
+
+def test_atomic_write_fsyncs_and_keeps_the_old_file_when_writing_fails(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "out.bin"
+    synced = _fsync_recorder(monkeypatch)
+    atomic_write(path, lambda f: f.write(b"old"))
+    assert path.read_bytes() == b"old"
+    assert synced == ["file", "dir"]  # the content, then the rename
+
+    def fails_midway(f) -> None:
+        f.write(b"partial")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(path, fails_midway)
+    assert path.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["out.bin"]  # no temporary file left
+    # several files: the second fails after the first was fully written, so neither is replaced
+    other = tmp_path / "other.bin"
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write_all([(other, lambda f: f.write(b"new")), (path, fails_midway)])
+    assert path.read_bytes() == b"old" and not other.exists()
+    assert os.listdir(tmp_path) == ["out.bin"]
+
+
+def test_writes_never_touch_the_process_umask(tmp_path: Path, monkeypatch) -> None:
+    """os.umask can only read the mask by setting it, racing with other threads: the writers must not call it."""
+    previous = os.umask(0o027)
+    try:
+        assert current_umask() == 0o027
+
+        def forbidden(mask: int) -> int:
+            raise AssertionError("os.umask called")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(os, "umask", forbidden)
+            csv_path, npy_path = write_predictions(tmp_path, np.arange(2), np.full((2, 2), 0.5, dtype=np.float32))
+            atomic_write(tmp_path / "one.bin", lambda f: f.write(b"x"))
+        for path in (csv_path, npy_path, tmp_path / "one.bin"):
+            assert stat.S_IMODE(path.stat().st_mode) == 0o640  # 0666 less the umask, as open() gives
+    finally:
+        os.umask(previous)
+    assert current_umask() == previous

@@ -5,8 +5,9 @@
 
 The data comes from the config's ``data`` section, so any DataModule works; the model is
 built from the config (``encoder``, ``model``) and its weights and centres are loaded
-from the checkpoint. Writes, each atomically (a temporary file in the same folder, then
-`os.replace`, so a reader never sees a half-written file):
+from the checkpoint. Writes, atomically and durably (`dec_lightning.files.atomic_write_all`:
+temporary files in the same folder, fsynced, then `os.replace`d, so a reader never sees a
+half-written file):
 
 * ``assignments.csv``: ``index,label,max_probability``, one row per sample in data order;
 * ``soft_assignments.npy``: the N x K soft assignments Q (DEC eq. 1), float32.
@@ -14,10 +15,6 @@ from the checkpoint. Writes, each atomically (a temporary file in the same folde
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -29,6 +26,7 @@ from lightning.pytorch.cli import LightningArgumentParser
 
 from dec_lightning.cli.main import DECLightningCLI, build_cli
 from dec_lightning.data.validation import ConfigError, require_file
+from dec_lightning.files import atomic_write_all
 from dec_lightning.metrics.clustering import clustering_scores
 from dec_lightning.modules import DEC
 from dec_lightning.modules.dec import load_checkpoint_file
@@ -83,37 +81,6 @@ def load_dec_checkpoint(model: DEC, path: str | Path) -> None:
     model.on_load_checkpoint(checkpoint)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _write_temp(path: Path, write: Callable[[IO[bytes]], None]) -> str:
-    """Write a temporary file next to ``path`` and return its name; nothing is left behind on failure."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return tmp
-
-
-def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Write ``path`` through a temporary file in the same folder, then rename it into place.
-
-    `os.replace` within one file system is atomic: readers see the old file or the new
-    one, never a partial write, and a failure leaves no temporary file behind.
-    """
-    os.replace(_write_temp(path, write), path)
-
-
 def write_predictions(output_dir: str | Path, index: np.ndarray, soft_assignments: np.ndarray) -> tuple[Path, Path]:
     """Write ``assignments.csv`` and ``soft_assignments.npy``; return their paths.
 
@@ -131,16 +98,7 @@ def write_predictions(output_dir: str | Path, index: np.ndarray, soft_assignment
         f.writelines(f"{i},{c},{p:.9g}\n".encode() for i, c, p in zip(index, labels, confidence, strict=True))
 
     csv_path, npy_path = output_dir / ASSIGNMENTS_FILE, output_dir / SOFT_ASSIGNMENTS_FILE
-    written: list[tuple[str, Path]] = []
-    try:
-        written.append((_write_temp(npy_path, lambda f: np.save(f, q, allow_pickle=False)), npy_path))
-        written.append((_write_temp(csv_path, write_csv), csv_path))
-    except BaseException:
-        for tmp, _ in written:
-            os.unlink(tmp)
-        raise
-    for tmp, path in written:
-        os.replace(tmp, path)
+    atomic_write_all([(npy_path, lambda f: np.save(f, q, allow_pickle=False)), (csv_path, write_csv)])
     return csv_path, npy_path
 
 
