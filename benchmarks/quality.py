@@ -445,7 +445,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         runs = sorted((r for s in sources for r in s["runs"]), key=lambda r: r["seed"])
         if len({r["seed"] for r in runs}) < len(runs):
             parser.error("--merge: a seed appears in more than one file")
-        keep = {k: first.get(k) for k in ("machine", "raw_kmeans", "target", "target_acc")}
+        keep = {k: first.get(k) for k in ("machine", "raw_kmeans", "target", "target_acc", "objective")}
         commands = [s["command"] for s in sources]
         keep["command"] = commands[0] if len(commands) == 1 else commands
         summary = summarize(

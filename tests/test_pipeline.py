@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -200,6 +201,50 @@ def test_cluster_resumes_from_dec_checkpoint(cli_run, tmp_path) -> None:
     assert saved["global_step"] < resumed.trainer.global_step <= steps
     assert resumed.model.refresh_count > saved["dec_state"]["refresh_count"]
     assert resumed.model.scores["acc"] > 0.5
+
+
+def _console(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``dec-lightning ARGS`` as a user runs it, with tests/ importable for `cli_probes`."""
+    package_root = str(Path(dec_lightning.__file__).resolve().parents[1])
+    path = os.pathsep.join([package_root, str(REPO_ROOT / "tests")])
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "dec_lightning", *args]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_cli_resume_after_sigkill_is_exact(pretrain_checkpoint, tmp_path) -> None:
+    """``cluster`` killed with SIGKILL mid-epoch, resumed with ``--ckpt_path`` from its last epoch-end
+    checkpoint after the pretrained file was moved away: the same weights, P and labels as the run
+    that was never interrupted, through the console command and ``max_steps`` as in the configs."""
+    pretrained = tmp_path / "pretrained.ckpt"
+    pretrained.write_bytes(pretrain_checkpoint.read_bytes())
+
+    def run(name: str, *extra: str) -> subprocess.CompletedProcess:
+        args = cli_args("cluster", tmp_path / name, "--model.pretrained", str(pretrained), *extra, steps=90)
+        return _console(*args, cwd=tmp_path)
+
+    reference = run("reference")
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    killed = run("killed", "--trainer.callbacks+=cli_probes.KillAtStep", "--trainer.callbacks.step", "43")
+    assert killed.returncode == -signal.SIGKILL
+    checkpoint = only_checkpoint(tmp_path / "killed")
+    assert checkpoint.name == "epoch=5-step=42.ckpt"  # 7 full batches per epoch: the last epoch end before 43
+    pretrained.rename(tmp_path / "moved.ckpt")  # a resumed run needs only its checkpoint (issue 13.5)
+    resumed = run("killed", "--ckpt_path", str(checkpoint))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    summary = [p.stdout.strip().splitlines()[-1].split(" time=")[0] for p in (reference, resumed)]
+    assert summary[0] == summary[1] and summary[0].startswith("digits: ACC=")
+    final = {
+        name: torch.load(only_checkpoint(tmp_path / name / "cluster" / f"version_{v}"), weights_only=True)
+        for name, v in (("reference", 0), ("killed", 1))
+    }
+    a, b = final["reference"], final["killed"]
+    assert a["global_step"] == b["global_step"] == 90
+    assert a["dec_state"]["refresh_count"] == b["dec_state"]["refresh_count"] == 3
+    for key, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][key]), key
+    assert torch.equal(a["dec_state"]["target"], b["dec_state"]["target"])
+    assert torch.equal(a["dec_state"]["labels"], b["dec_state"]["labels"])
 
 
 def test_ckpt_path_only_resumes_cluster(cli_run, tmp_path) -> None:

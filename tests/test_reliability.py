@@ -21,7 +21,7 @@ from torch.utils.data import RandomSampler
 
 import dec_lightning
 from dec_lightning.callbacks import CentroidReinit, KMeansInit, TargetDistributionRefresh
-from dec_lightning.cli.main import main
+from dec_lightning.cli.main import main, run_cli
 from dec_lightning.data import ArrayDataModule, DigitsDataModule, load_array_file
 from dec_lightning.data.base import EpochShuffleSampler
 from dec_lightning.data.validation import (
@@ -47,8 +47,10 @@ torch.set_num_threads(1)
 DIMS = [64, 32, 10]
 K = 10
 BATCH = 256
-STEPS_PER_EPOCH = -(-1797 // BATCH)  # 8
+STEPS_PER_EPOCH = 1797 // BATCH  # 7: training uses full batches only
 PACKAGE_DIR = Path(dec_lightning.__file__).parent
+DIGITS_CONFIG = str(PACKAGE_DIR.parent / "configs" / "digits.yaml")
+QUICK_REFRESH = str(PACKAGE_DIR.parent / "tests" / "configs" / "digits_quick_refresh.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -296,6 +298,99 @@ def test_cli_prints_input_errors_as_one_line(tmp_path: Path, pretrained: Path, e
     assert "\n" not in message and "Traceback" not in message
 
 
+def _digits_cli_args(command: str, *extra: str, steps: int = 8) -> list[str]:
+    """configs/digits.yaml shrunk to seconds (64-32-10 encoder, a few steps); logs under ``runs/`` in the cwd."""
+    return [
+        command,
+        "--config",
+        DIGITS_CONFIG,
+        "--config",
+        QUICK_REFRESH,
+        "--encoder.init_args.dims",
+        str(DIMS),
+        "--pretrain.layerwise_steps",
+        "0",
+        "--pretrain.finetune_steps",
+        "8",
+        "--trainer.max_steps",
+        str(steps),
+        "--trainer.enable_progress_bar",
+        "false",
+        *extra,
+    ]
+
+
+@pytest.mark.filterwarnings("ignore:LightningCLI's args parameter is intended")
+@pytest.mark.parametrize(
+    ("command", "extra", "fragments"),
+    [
+        ("run", ["--encoder.init_args.dims", "[20, 500, 500, 2000, 10]"], ["64 features", "expects 20"]),
+        ("pretrain", ["--encoder.init_args.dims", "[20, 10]"], ["64 features", "expects 20"]),
+        ("run", ["--model.n_clusters", "5000"], ["model.n_clusters=5000", "only 1797 samples"]),
+        ("cluster", ["--model.n_clusters", "5000", "--model.pretrained", "PRETRAINED"], ["only 1797 samples"]),
+        ("cluster", ["--model.pretrained", "missing.pt"], ["pretrained encoder not found"]),
+    ],
+)
+def test_refused_cli_run_writes_nothing(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    pretrained: Path,
+    command: str,
+    extra: list[str],
+    fragments: list[str],
+) -> None:
+    """Bad input is refused before any logger or checkpoint folder exists: no empty ``runs/.../version_N`` left."""
+    monkeypatch.chdir(tmp_path)
+    args = _digits_cli_args(command, *(str(pretrained) if e == "PRETRAINED" else e for e in extra))
+    with pytest.raises(DECInputError) as excinfo:
+        run_cli(args)
+    for fragment in fragments:
+        assert fragment in str(excinfo.value)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == []
+
+
+class _Payload:
+    """Pickles as a call that leaves a marker file: proof of whether a load ran code from the file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+@pytest.mark.filterwarnings("ignore:LightningCLI's args parameter is intended")
+def test_resume_refuses_a_checkpoint_that_pickles_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``cluster --ckpt_path``: the checkpoint Lightning wrote resumes; one that pickles an object is refused unread."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    monkeypatch.chdir(first)
+    cli = run_cli(_digits_cli_args("run"))
+    checkpoint = Path(cli.trainer.checkpoint_callback.best_model_path)
+    saved = torch.load(checkpoint, weights_only=True)  # what Lightning writes holds no pickled code
+    resumed = run_cli(_digits_cli_args("cluster", "--ckpt_path", str(checkpoint), steps=16))
+    assert resumed.trainer.global_step == 16 > saved["global_step"]
+
+    marker = tmp_path / "code_ran"
+    saved["hyper_parameters"]["payload"] = _Payload(marker)
+    evil = tmp_path / "evil.ckpt"
+    torch.save(saved, evil)
+    monkeypatch.chdir(second)
+    args = _digits_cli_args("cluster", "--ckpt_path", str(evil), steps=16)
+    with pytest.raises(ConfigError) as excinfo:
+        run_cli(args)
+    assert_clear_error(excinfo, ConfigError, str(evil), "pickled Python objects", "not loaded for safety")
+    with pytest.raises(SystemExit) as exit_info:  # the console entry point: one line, no traceback
+        main(args)
+    assert str(exit_info.value.code).startswith("dec-lightning: error: ") and "\n" not in str(exit_info.value.code)
+    assert not marker.exists()
+    assert list(second.iterdir()) == []  # refused before any logger or checkpoint folder was made
+    # the test is not vacuous: an unsafe load of that file does run the payload
+    torch.load(evil, weights_only=False)
+    assert marker.exists()
+
+
 # ---------------------------------------------------------------- numerical safety
 
 
@@ -425,6 +520,44 @@ def test_epoch_shuffle_sampler_depends_only_on_seed_and_epoch() -> None:
     # a RandomSampler, so Lightning swaps in a seeded DistributedSampler under DDP
     assert isinstance(a, RandomSampler)
     assert list(EpochShuffleSampler(data, seed=4)) != first
+
+
+def test_epoch_shuffle_sampler_resumes_at_the_run_position() -> None:
+    """Under a trainer the order is placed by the batches drawn so far: batch b is batch b mod B of epoch b // B."""
+    seen = [0]
+    sampler = EpochShuffleSampler(range(10), seed=3, batch_size=4, batches_seen=lambda: seen[0])  # B = 3
+    epochs = {}
+    for e in (0, 1):
+        plain = EpochShuffleSampler(range(10), seed=3)
+        plain.set_epoch(e)
+        epochs[e] = list(plain)
+    assert list(sampler) == epochs[0]
+    seen[0] = 1
+    assert list(sampler) == epochs[0][4:]  # resumed after one batch: the rest of epoch 0
+    seen[0] = 3
+    assert list(sampler) == epochs[1]
+    seen[0] = 5
+    assert list(sampler) == epochs[1][8:]  # the last, partial batch of epoch 1
+
+
+def test_training_batches_cover_each_epoch_once(pretrained: Path) -> None:
+    """In a plain run with max_steps every epoch is one permutation in full batches (its last 5 samples left out)."""
+    seen: list[list[int]] = []
+
+    class Record(L.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+            seen.append(batch[2].tolist())
+
+    dm = DigitsDataModule(batch_size=BATCH)
+    model, callbacks = _clustering(pretrained, reinit=False)
+    _trainer(max_steps=3 * STEPS_PER_EPOCH, callbacks=[*callbacks, Record()]).fit(model, datamodule=dm)
+    assert [len(b) for b in seen] == [BATCH] * 3 * STEPS_PER_EPOCH
+    for e in range(3):
+        epoch = [i for b in seen[e * STEPS_PER_EPOCH : (e + 1) * STEPS_PER_EPOCH] for i in b]
+        plain = EpochShuffleSampler(range(1797), seed=0)
+        plain.set_epoch(e)
+        assert epoch == list(plain)[: STEPS_PER_EPOCH * BATCH]  # epoch e's permutation, in order
+    assert seen[0] != seen[STEPS_PER_EPOCH]  # each epoch its own order
 
 
 def test_same_seed_gives_identical_labels(pretrained: Path) -> None:

@@ -24,12 +24,14 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.strategies import DDPStrategy, Strategy
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
 from dec_lightning.callbacks import PhaseProgress
-from dec_lightning.data.validation import DECInputError
+from dec_lightning.data.validation import DECInputError, check_model_fits_data, require_file
 from dec_lightning.modules import DEC, AutoencoderPretraining
+from dec_lightning.modules.dec import load_checkpoint_file, load_encoder_weights
 
 COMMANDS = {
     "pretrain": "train the autoencoder and save its checkpoint",
@@ -63,13 +65,37 @@ class DECLightningCLI(LightningCLI):
         """A trainer with the clustering trainer's hardware settings and the pretraining length."""
         module: AutoencoderPretraining = self.config_init["pretrain"]
         logger = TensorBoardLogger(save_dir=self.log_root(), name="pretrain")
+        strategy = layerwise_ddp_strategy(self.trainer.strategy, module)
         return self.instantiate_trainer(
-            max_steps=module.total_steps, max_epochs=-1, callbacks=[PhaseProgress()], logger=logger
+            max_steps=module.total_steps,
+            max_epochs=-1,
+            callbacks=[PhaseProgress()],
+            logger=logger,
+            **({"strategy": strategy} if strategy is not None else {}),
         )
 
     def log_root(self) -> str:
         logger = self.trainer.logger
         return logger.save_dir if logger is not None and logger.save_dir else self.trainer.default_root_dir
+
+
+def layerwise_ddp_strategy(strategy: Strategy, module: AutoencoderPretraining) -> DDPStrategy | None:
+    """For pretraining under DDP with a layer-wise phase: the same DDP, told that parameters go unused.
+
+    Each greedy layer-wise step trains one encoder/decoder layer pair; DDP's reducer waits for
+    a gradient of every parameter unless ``find_unused_parameters`` is set, and fails otherwise.
+    None: the clustering trainer's strategy serves as it is.
+    """
+    if module.num_layers == 0 or not isinstance(strategy, DDPStrategy):
+        return None
+    if strategy._ddp_kwargs.get("find_unused_parameters"):
+        return None
+    return DDPStrategy(
+        start_method=strategy._start_method,
+        process_group_backend=strategy._process_group_backend,
+        timeout=strategy._timeout,
+        **{**strategy._ddp_kwargs, "find_unused_parameters": True},
+    )
 
 
 def _summary(cli: DECLightningCLI, seconds: float) -> str:
@@ -118,6 +144,35 @@ def build_cli(command: str, args: list[str], cli_class: type[DECLightningCLI] = 
         )
 
 
+def validate_inputs(cli: DECLightningCLI, command: str) -> None:
+    """Refuse bad input before anything is written (no empty ``version_N`` or checkpoint folders).
+
+    Runs after the CLI is built and before any ``fit``, which is when the loggers and
+    checkpoint callbacks create their folders. Checks, in this order:
+
+    * the checkpoint to resume loads with ``weights_only=True`` (`load_checkpoint_file`): a
+      file that pickles code is refused, never unpickled, whatever Lightning's loading does;
+    * the data fits the encoder's input size and, when clustering, holds at least
+      ``model.n_clusters`` samples (`check_model_fits_data`, the check `DEC.setup` runs). Only
+      on local rank 0: under DDP Lightning prepares the data there first (downloads), and the
+      other ranks run `DEC.setup`'s check after that;
+    * the pretrained weights exist and fit the encoder (`load_encoder_weights`, as `DEC` does at fit).
+    """
+    if command == "cluster" and cli.config.ckpt_path:
+        path = require_file(cli.config.ckpt_path, "DEC checkpoint to resume", "fix --ckpt_path")
+        load_checkpoint_file(path)
+    if cli.trainer.local_rank == 0:
+        cli.datamodule.prepare_data()
+        cli.datamodule.setup("fit")
+        n_clusters = cli.model.n_clusters if command != "pretrain" else None
+        check_model_fits_data(cli.model.encoder, cli.datamodule, n_clusters)
+    if command == "cluster" and not cli.config.ckpt_path and cli.model.hparams.pretrained:
+        # after the data checks, as in a fit; `DEC` loads them again when the fit starts
+        load_encoder_weights(cli.model.encoder, cli.model.hparams.pretrained)
+        if cli.model.decoder is not None:
+            load_encoder_weights(cli.model.decoder, cli.model.hparams.pretrained, prefix="decoder")
+
+
 def run_cli(args: list[str] | None = None) -> DECLightningCLI:
     """Parse ``[command, --config FILE, ...]`` and run it; returns the CLI so tests can inspect it."""
     argv = list(sys.argv[1:] if args is None else args)
@@ -132,6 +187,7 @@ def run_cli(args: list[str] | None = None) -> DECLightningCLI:
         return run_predict(rest)
     start = time.perf_counter()
     cli = build_cli(command, rest, save_config_kwargs={"overwrite": True})
+    validate_inputs(cli, command)
     ckpt_path = cli.config.ckpt_path
     if ckpt_path and command != "cluster":
         raise SystemExit(f"--ckpt_path resumes clustering: use `dec-lightning cluster --ckpt_path {ckpt_path}`")

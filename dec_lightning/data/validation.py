@@ -111,3 +111,31 @@ def validate_arrays(
         if (y < -1).any():
             raise DataValidationError(f"{source}: labels must be >= 0, or -1 for unknown; found {int(y.min())}")
     return x, y
+
+
+def check_model_fits_data(encoder: object, datamodule: object, n_clusters: int | None = None) -> None:
+    """Raise `ConfigError` if the data does not fit the encoder's input size or has fewer samples than clusters.
+
+    Shared by `dec_lightning.modules.DEC.setup` and the ``dec-lightning`` command, which runs it
+    before any trainer, logger or checkpoint folder is created. Checks what is known: the
+    data module's ``input_dim`` and ``dataset`` (set up by now) and the encoder's ``input_dim``.
+
+    Args:
+        encoder: the encoder that will see the data.
+        datamodule: the data module, already set up (reading ``input_dim`` may set it up).
+        n_clusters: K, when the data is to be clustered; None skips the sample count check.
+    """
+    data_dim = getattr(datamodule, "input_dim", None)
+    encoder_dim = getattr(encoder, "input_dim", None)
+    if data_dim is not None and encoder_dim is not None and data_dim != encoder_dim:
+        raise ConfigError(
+            f"the data has {data_dim} features but the encoder expects {encoder_dim}; "
+            f"set the encoder's input size (encoder.init_args.dims[0] in the config; image_shape for a ConvEncoder) "
+            f"to {data_dim}"
+        )
+    dataset = getattr(datamodule, "dataset", None)
+    if n_clusters is not None and dataset is not None and len(dataset) < n_clusters:
+        raise ConfigError(
+            f"model.n_clusters={n_clusters} but the data has only {len(dataset)} samples; "
+            "K can be at most the number of samples"
+        )

@@ -15,7 +15,7 @@ from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
-from dec_lightning.data.validation import ConfigError, require_file
+from dec_lightning.data.validation import ConfigError, check_model_fits_data, require_file
 from dec_lightning.encoders.mlp import mirror_decoder
 from dec_lightning.metrics.clustering import clustering_scores, label_change_fraction
 from dec_lightning.modules.assignment import kl_divergence, soft_assignment, target_distribution
@@ -158,6 +158,7 @@ class DEC(L.LightningModule):
         self.min_cluster_size = float("nan")  # smallest cluster's share of the samples at the latest refresh
         self._reported_small: tuple[tuple[int, ...], tuple[int, ...]] = ((), ())
         self.scores: dict[str, float] = {}  # ACC/NMI/ARI of the final assignments, when labels exist
+        self._resumed = False  # restored from a checkpoint: `pretrained` is not loaded
 
     @property
     def n_clusters(self) -> int:
@@ -229,6 +230,7 @@ class DEC(L.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._resumed = True
         state = checkpoint.get("dec_state", {})
         self.target = state.get("target")
         self.labels = state.get("labels")
@@ -238,21 +240,16 @@ class DEC(L.LightningModule):
     def setup(self, stage: str) -> None:
         """Check the data against the model before any work, so a mismatch is one clear error."""
         datamodule = getattr(self.trainer, "datamodule", None)
-        data_dim = getattr(datamodule, "input_dim", None)
-        encoder_dim = getattr(self.encoder, "input_dim", None)
-        if data_dim is not None and encoder_dim is not None and data_dim != encoder_dim:
-            raise ConfigError(
-                f"the data has {data_dim} features but the encoder expects {encoder_dim}; "
-                f"set the encoder's input size (encoder.init_args.dims[0] in the config; image_shape for a ConvEncoder) "
-                f"to {data_dim}"
-            )
-        dataset = getattr(datamodule, "dataset", None)
-        if stage == "fit" and dataset is not None and len(dataset) < self.n_clusters:
-            raise ConfigError(
-                f"model.n_clusters={self.n_clusters} but the data has only {len(dataset)} samples; "
-                "K can be at most the number of samples"
-            )
-        if stage == "fit" and self.hparams.pretrained and self.trainer.ckpt_path is None:
+        check_model_fits_data(self.encoder, datamodule, self.n_clusters if stage == "fit" else None)
+
+    def on_fit_start(self) -> None:
+        """Load ``pretrained`` unless this fit resumes from a DEC checkpoint.
+
+        Not in `setup`: Lightning tells a module that it resumes only after `setup`, by restoring
+        the checkpoint (`on_load_checkpoint`), and before this hook. A resumed run thus needs
+        neither the pretrained file nor its weights: the checkpoint holds the trained ones.
+        """
+        if self.hparams.pretrained and not self._resumed:
             load_encoder_weights(self.encoder, self.hparams.pretrained)
             if self.decoder is not None:
                 load_encoder_weights(self.decoder, self.hparams.pretrained, prefix="decoder")

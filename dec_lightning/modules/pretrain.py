@@ -108,17 +108,35 @@ class AutoencoderPretraining(L.LightningModule):
     def forward(self, x: Tensor) -> Tensor:
         return self.decoder(self.encoder(x))
 
+    def corrupt(self, x: Tensor, p: float, site: int = 0) -> Tensor:
+        """Dropout (DEC eq. 5) whose masks do not depend on the number of processes.
+
+        The mask of the whole global batch is drawn from a generator seeded by the run's seed,
+        the step and the corruption ``site``, the same on every process, and each process keeps
+        the rows of its own samples (a `DistributedSampler` deals rank r the rows r, r + W, ...):
+        W processes corrupt each sample exactly as one process would, whatever else draws
+        from the global RNG.
+        """
+        if not self.training or p == 0:
+            return x
+        trainer = self._trainer
+        world, rank, step = (trainer.world_size, trainer.global_rank, trainer.global_step) if trainer else (1, 0, 0)
+        seed = (torch.initial_seed() * 1_000_003 + step * 8 + site) % 2**63
+        generator = torch.Generator(device=x.device).manual_seed(seed)
+        keep = torch.rand((len(x) * world, *x.shape[1:]), generator=generator, device=x.device)[rank::world] >= p
+        return x * keep / (1 - p)
+
     def layerwise_loss(self, x: Tensor, k: int) -> Tensor:
         """Denoising loss of layer pair k on the clean output of the frozen layers below (DEC eqs. 5-8)."""
         p = self.hparams.dropout
         with torch.no_grad():
             for j in range(k):
                 x = self.encoder.layer(j, x)
-        hidden = F.dropout(self.encoder.layer(k, F.dropout(x, p, self.training)), p, self.training)
+        hidden = self.corrupt(self.encoder.layer(k, self.corrupt(x, p, site=0)), p, site=1)
         return F.mse_loss(self.decoder.layer(k, hidden), x)
 
     def finetune_loss(self, x: Tensor) -> Tensor:
-        return F.mse_loss(self(F.dropout(x, self.hparams.finetune_dropout, self.training)), x)
+        return F.mse_loss(self(self.corrupt(x, self.hparams.finetune_dropout)), x)
 
     def on_fit_start(self) -> None:
         max_steps = self.trainer.max_steps
