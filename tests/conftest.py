@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -69,3 +70,17 @@ def data_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"real datasets not found at {path}; set DEC_DATA_DIR to the shared data folder")
     return path
+
+
+@pytest.fixture
+def fsync_log(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """``os.fsync`` patched to record what it syncs, "file" or "dir", in the returned list."""
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append("dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return synced

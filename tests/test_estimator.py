@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import stat
 from types import SimpleNamespace
 from typing import Any
 
@@ -124,20 +122,13 @@ def test_save_load_round_trip(fitted: DEC, data, tmp_path) -> None:
     assert loaded.n_features_in_ == BLOBS_DIM
 
 
-def test_save_goes_through_the_atomic_helper(fitted: DEC, tmp_path, monkeypatch) -> None:
+def test_save_goes_through_the_atomic_helper(fitted: DEC, tmp_path, monkeypatch, fsync_log) -> None:
     """`save` uses `dec_lightning.files.atomic_write` (fsync, rename, fsync the folder): a failed save keeps the old file."""
     calls: list[object] = []
     monkeypatch.setattr(
         estimator, "atomic_write", lambda path, write: calls.append(path) or files.atomic_write(path, write)
     )
-    synced: list[str] = []
-    real_fsync = os.fsync
-
-    def fsync(fd: int) -> None:
-        synced.append("dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", fsync)
+    synced = fsync_log
     path = fitted.save(tmp_path / "dec.pt")
     assert calls == [path] and synced == ["file", "dir"]
     before = path.read_bytes()

@@ -210,22 +210,9 @@ def test_failed_write_leaves_previous_outputs_and_no_temp_files(tmp_path: Path, 
     np.testing.assert_array_equal(np.load(npy_path), np.flip(q, axis=1))
 
 
-def _fsync_recorder(monkeypatch) -> list[str]:
-    """Patch os.fsync to record what it syncs: "file" or "dir"."""
-    synced: list[str] = []
-    real_fsync = os.fsync
-
-    def fsync(fd: int) -> None:
-        synced.append("dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", fsync)
-    return synced
-
-
-def test_atomic_write_fsyncs_and_keeps_the_old_file_when_writing_fails(tmp_path: Path, monkeypatch) -> None:
+def test_atomic_write_fsyncs_and_keeps_the_old_file_when_writing_fails(tmp_path: Path, fsync_log: list[str]) -> None:
     path = tmp_path / "out.bin"
-    synced = _fsync_recorder(monkeypatch)
+    synced = fsync_log
     atomic_write(path, lambda f: f.write(b"old"))
     assert path.read_bytes() == b"old"
     assert synced == ["file", "dir"]  # the content, then the rename
