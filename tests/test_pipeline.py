@@ -228,7 +228,7 @@ def test_cli_resume_after_sigkill_is_exact(pretrain_checkpoint, tmp_path) -> Non
     killed = run("killed", "--trainer.callbacks+=cli_probes.KillAtStep", "--trainer.callbacks.step", "43")
     assert killed.returncode == -signal.SIGKILL
     checkpoint = only_checkpoint(tmp_path / "killed")
-    assert checkpoint.name == "epoch=5-step=42.ckpt"  # 7 full batches per epoch: the last epoch end before 43
+    assert checkpoint.name == "epoch=4-step=40.ckpt"  # 8 steps per epoch: the last epoch end before step 43
     pretrained.rename(tmp_path / "moved.ckpt")  # a resumed run needs only its checkpoint (issue 13.5)
     resumed = run("killed", "--ckpt_path", str(checkpoint))
     assert resumed.returncode == 0, resumed.stderr[-2000:]

@@ -17,7 +17,7 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from sklearn.datasets import load_digits
-from torch.utils.data import RandomSampler
+from torch.utils.data import DistributedSampler
 
 import dec_lightning
 from dec_lightning.callbacks import CentroidReinit, KMeansInit, TargetDistributionRefresh
@@ -47,7 +47,7 @@ torch.set_num_threads(1)
 DIMS = [64, 32, 10]
 K = 10
 BATCH = 256
-STEPS_PER_EPOCH = 1797 // BATCH  # 7: training uses full batches only
+STEPS_PER_EPOCH = -(-1797 // BATCH)  # 8, the last one partial
 PACKAGE_DIR = Path(dec_lightning.__file__).parent
 DIGITS_CONFIG = str(PACKAGE_DIR.parent / "configs" / "digits.yaml")
 QUICK_REFRESH = str(PACKAGE_DIR.parent / "tests" / "configs" / "digits_quick_refresh.yaml")
@@ -517,8 +517,8 @@ def test_epoch_shuffle_sampler_depends_only_on_seed_and_epoch() -> None:
     assert list(a) != first
     b.set_epoch(1)
     assert list(a) == list(b)
-    # a RandomSampler, so Lightning swaps in a seeded DistributedSampler under DDP
-    assert isinstance(a, RandomSampler)
+    # a DistributedSampler, so Lightning keeps it under DDP instead of substituting its own
+    assert isinstance(a, DistributedSampler)
     assert list(EpochShuffleSampler(data, seed=4)) != first
 
 
@@ -541,7 +541,7 @@ def test_epoch_shuffle_sampler_resumes_at_the_run_position() -> None:
 
 
 def test_training_batches_cover_each_epoch_once(pretrained: Path) -> None:
-    """In a plain run with max_steps every epoch is one permutation in full batches (its last 5 samples left out)."""
+    """In a plain run with max_steps every epoch is one full permutation, in order, ending with the partial batch."""
     seen: list[list[int]] = []
 
     class Record(L.Callback):
@@ -551,12 +551,12 @@ def test_training_batches_cover_each_epoch_once(pretrained: Path) -> None:
     dm = DigitsDataModule(batch_size=BATCH)
     model, callbacks = _clustering(pretrained, reinit=False)
     _trainer(max_steps=3 * STEPS_PER_EPOCH, callbacks=[*callbacks, Record()]).fit(model, datamodule=dm)
-    assert [len(b) for b in seen] == [BATCH] * 3 * STEPS_PER_EPOCH
+    assert [len(b) for b in seen] == ([BATCH] * (STEPS_PER_EPOCH - 1) + [1797 % BATCH]) * 3
     for e in range(3):
         epoch = [i for b in seen[e * STEPS_PER_EPOCH : (e + 1) * STEPS_PER_EPOCH] for i in b]
         plain = EpochShuffleSampler(range(1797), seed=0)
         plain.set_epoch(e)
-        assert epoch == list(plain)[: STEPS_PER_EPOCH * BATCH]  # epoch e's permutation, in order
+        assert epoch == list(plain)  # epoch e's permutation, in order
     assert seen[0] != seen[STEPS_PER_EPOCH]  # each epoch its own order
 
 

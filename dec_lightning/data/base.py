@@ -9,35 +9,39 @@ import lightning as L
 import numpy as np
 import scipy.sparse as sp
 import torch
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import DataLoader, DistributedSampler
 
 from dec_lightning.data.indexed import IndexedDataset, collate_batch
 from dec_lightning.data.validation import ConfigError, validate_arrays
 
 
-class EpochShuffleSampler(RandomSampler):
-    """Shuffles with a permutation that depends only on ``(seed, epoch)``, resumable at any batch.
+class EpochShuffleSampler(DistributedSampler):
+    """Shuffles with a permutation that depends only on ``(seed, epoch)``; deals it to DDP ranks; resumable.
 
     PyTorch's `RandomSampler` draws each epoch's order from the global RNG, whose state
     is not in Lightning checkpoints, so a resumed run would see other batches than the
     uninterrupted run. Here epoch e's order is ``randperm(N)`` seeded with ``seed + e``.
 
+    With W processes (``num_replicas``), rank r gets the positions r, r + W, ... of that order,
+    padded at the end to a multiple of W with index -1: the ranks' batches of B/W samples
+    together are exactly the batches of B samples one process draws, the last partial one
+    included, and a padding entry (fetched as a dummy row) is recognised by its index and
+    weighs nothing in the loss (`dec_lightning.modules.reduction.sample_weights`). Being a
+    `DistributedSampler`, Lightning keeps it instead of substituting its own.
+
     Under a trainer, ``batches_seen`` (the fit loop's count of batches drawn so far) places
     each new iterator in that stream: batch b of the run is always batch ``b mod B`` of
-    epoch ``b // B`` (B batches per epoch: ``N // batch_size`` when the loader drops the last
-    partial batch, else rounded up), however Lightning numbers its epochs. This makes
-    resuming exact from any checkpoint; Lightning's own epoch count is not enough, since a run
-    resumed from an epoch-end checkpoint under ``max_steps`` first draws one batch of a
-    fresh iterator as the tail of the saved epoch. Without a trainer, ``set_epoch`` picks the
-    epoch, as for `DistributedSampler` (which Lightning substitutes under DDP, since this is
-    a `RandomSampler`).
+    epoch ``b // B`` (B batches per epoch), however Lightning numbers its epochs. This makes
+    resuming exact; Lightning's own epoch count is not enough, since a run resumed from an
+    epoch-end checkpoint under ``max_steps`` first draws one batch of a fresh iterator as the
+    tail of the saved epoch. Without a trainer, ``set_epoch`` picks the epoch.
 
     Args:
         data_source: the dataset (only its length is used).
         seed: default: torch's initial seed, which `seed_everything` sets.
-        batch_size: samples per batch, to turn ``batches_seen`` into a position.
-        batches_seen: returns how many batches the run has drawn before this iterator.
-        drop_last: whether the loader drops each epoch's last partial batch.
+        batch_size: samples per batch and process, to turn ``batches_seen`` into a position.
+        batches_seen: returns how many batches this process has drawn before this iterator.
+        num_replicas, rank: the DDP world size and this process's rank.
     """
 
     def __init__(
@@ -46,27 +50,23 @@ class EpochShuffleSampler(RandomSampler):
         seed: int | None = None,
         batch_size: int = 1,
         batches_seen: Callable[[], int] | None = None,
-        drop_last: bool = False,
+        num_replicas: int = 1,
+        rank: int = 0,
     ) -> None:
-        super().__init__(data_source)
-        self.seed = torch.initial_seed() if seed is None else int(seed)
-        self.epoch = 0
+        seed = torch.initial_seed() if seed is None else int(seed)
+        super().__init__(data_source, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
         self.batch_size = batch_size
         self.batches_seen = batches_seen
-        self.drop_last = drop_last
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def __iter__(self) -> Iterator[int]:
-        n = len(self.data_source)
         epoch, start = self.epoch, 0
         if self.batches_seen is not None:
-            per_epoch = n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
-            epoch, batch = divmod(self.batches_seen(), max(per_epoch, 1))
+            epoch, batch = divmod(self.batches_seen(), math.ceil(self.num_samples / self.batch_size))
             start = batch * self.batch_size
         generator = torch.Generator().manual_seed((self.seed + epoch) % 2**63)
-        yield from torch.randperm(n, generator=generator)[start:].tolist()
+        order = torch.randperm(len(self.dataset), generator=generator)
+        padding = torch.full((self.total_size - len(order),), -1, dtype=order.dtype)
+        yield from torch.cat([order, padding])[self.rank :: self.num_replicas][start:].tolist()
 
 
 class InMemoryDataModule(L.LightningDataModule):
@@ -113,18 +113,13 @@ class InMemoryDataModule(L.LightningDataModule):
 
     def _loader(self, shuffle: bool) -> DataLoader:
         self.setup()
-        sampler, drop_last = None, False
+        sampler = None
         if shuffle:
             trainer = self.trainer
-            world = 1 if trainer is None else trainer.world_size
-            # Full batches only, when every process gets one: the global batches of W processes x B/W
-            # samples are then exactly those of one process x B (a DistributedSampler pads the last
-            # one with a duplicate), so DDP trains as one device does. The order changes every
-            # epoch, so no sample is left out for long.
-            drop_last = len(self.dataset) >= world * self.batch_size
+            world, rank = (1, 0) if trainer is None else (trainer.world_size, trainer.global_rank)
             batches_seen = None if trainer is None else lambda: trainer.fit_loop.epoch_loop.batch_progress.total.ready
             sampler = EpochShuffleSampler(
-                self.dataset, batch_size=self.batch_size, batches_seen=batches_seen, drop_last=drop_last
+                self.dataset, batch_size=self.batch_size, batches_seen=batches_seen, num_replicas=world, rank=rank
             )
         return DataLoader(
             self.dataset,
@@ -133,7 +128,6 @@ class InMemoryDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             collate_fn=collate_batch,
             persistent_workers=self.num_workers > 0,
-            drop_last=drop_last,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -18,7 +18,8 @@ class IndexedDataset(Dataset):
     """Features, labels (-1 where unknown) and the sample index, held in memory.
 
     The index is what lets DEC look up each sample's row of the target distribution P
-    under shuffling, and what lets DDP drop the duplicates its sampler pads with.
+    under shuffling. Index -1 is the padding a DDP rank's last batch may hold
+    (`EpochShuffleSampler`): it fetches a dummy row (the last one) that the losses weigh 0.
 
     ``__getitems__`` makes `DataLoader` fetch a batch with one tensor slice instead of one
     Python call per sample; use `collate_batch` as the loader's ``collate_fn``. A sparse

@@ -44,5 +44,9 @@ def kl_divergence(p: Tensor, q: Tensor) -> Tensor:
     The mean over the batch (rather than the sum) keeps the gradient scale independent of
     the batch size, as in the reference implementations (Keras' `kld` loss).
     """
-    kl = p * (torch.log(p.clamp_min(_EPS)) - torch.log(q.clamp_min(_EPS)))
-    return kl.sum(dim=1).mean()
+    return kl_per_sample(p, q).mean()
+
+
+def kl_per_sample(p: Tensor, q: Tensor) -> Tensor:
+    """``sum_j p_ij log(p_ij / q_ij)`` for each row i (the terms of DEC eq. 2)."""
+    return (p * (torch.log(p.clamp_min(_EPS)) - torch.log(q.clamp_min(_EPS)))).sum(dim=1)

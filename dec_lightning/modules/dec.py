@@ -18,9 +18,10 @@ from torch import Tensor, nn
 from dec_lightning.data.validation import ConfigError, check_model_fits_data, require_file
 from dec_lightning.encoders.mlp import mirror_decoder
 from dec_lightning.metrics.clustering import clustering_scores, label_change_fraction
-from dec_lightning.modules.assignment import kl_divergence, soft_assignment, target_distribution
+from dec_lightning.modules.assignment import kl_per_sample, soft_assignment, target_distribution
 from dec_lightning.modules.dataset_pass import whole_dataset_pass
 from dec_lightning.modules.optim import dec_sgd
+from dec_lightning.modules.reduction import sample_weights
 
 _RESAVE_ENCODER = (
     "python -c \"import torch; s = torch.load('{path}', weights_only=False)['state_dict']; "
@@ -255,11 +256,18 @@ class DEC(L.LightningModule):
                 load_encoder_weights(self.decoder, self.hparams.pretrained, prefix="decoder")
 
     def loss_terms(self, x: Tensor, index: Tensor) -> dict[str, Tensor]:
-        """KL(P || Q) of the batch (DEC eq. 2, IDEC's L_c) and, with a decoder, the reconstruction MSE (IDEC's L_r)."""
+        """KL(P || Q) of the batch (DEC eq. 2, IDEC's L_c) and, with a decoder, the reconstruction MSE (IDEC's L_r).
+
+        Batch means over the real samples of the global batch (`sample_weights`), so that DDP
+        trains as one device; P's row of a padding entry (index -1) is looked up but weighs 0.
+        """
+        weights = sample_weights(self, index)
         z = self.encoder(x)
-        terms = {"kl": kl_divergence(self.target[index], soft_assignment(z, self.centers, self.hparams.alpha))}
+        kl = kl_per_sample(self.target[index], soft_assignment(z, self.centers, self.hparams.alpha))
+        terms = {"kl": (kl * weights).sum()}
         if self.decoder is not None:
-            terms["reconstruction"] = F.mse_loss(self.decoder(z), x)
+            mse = F.mse_loss(self.decoder(z), x, reduction="none").flatten(1).mean(dim=1)
+            terms["reconstruction"] = (mse * weights).sum()
         return terms
 
     def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:

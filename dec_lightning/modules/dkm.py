@@ -26,6 +26,7 @@ from dec_lightning.data.validation import ConfigError
 from dec_lightning.metrics.clustering import clustering_scores, label_change_fraction
 from dec_lightning.modules.dataset_pass import whole_dataset_pass
 from dec_lightning.modules.dec import DEC
+from dec_lightning.modules.reduction import sample_weights
 
 DKM_ALPHA = 1000.0  # dkm.py L72-76: the constant alpha of the variant with a pretrained autoencoder
 DKM_ALPHA_START = 0.1  # dkm.py L68: first alpha of the annealing scheme
@@ -79,8 +80,13 @@ def dkm_clustering_loss(z: Tensor, centers: Tensor, alpha: float) -> Tensor:
     (``tf.reduce_mean(tf.reduce_sum(stack_weighted_dist, axis=0))``, no stop-gradient): the mean
     over the batch is the reference's reduction.
     """
+    return dkm_clustering_per_sample(z, centers, alpha).mean()
+
+
+def dkm_clustering_per_sample(z: Tensor, centers: Tensor, alpha: float) -> Tensor:
+    """``sum_k d_ik * G_ik`` for each sample i: the terms `dkm_clustering_loss` averages."""
     sq_dist = squared_distances(z, centers)
-    return (sq_dist * kmeans_soft_assignment(sq_dist, alpha)).sum(dim=1).mean()
+    return (sq_dist * kmeans_soft_assignment(sq_dist, alpha)).sum(dim=1)
 
 
 def dkm_reconstruction_loss(x_hat: Tensor, x: Tensor) -> Tensor:
@@ -90,7 +96,12 @@ def dkm_reconstruction_loss(x_hat: Tensor, x: Tensor) -> Tensor:
     ``tf.reduce_mean(rec_error)`` averages over the batch), not `F.mse_loss`'s mean over
     features: it sets the scale that DKM's lambda (default 1) balances.
     """
-    return (x_hat - x).pow(2).flatten(1).sum(dim=1).mean()
+    return dkm_reconstruction_per_sample(x_hat, x).mean()
+
+
+def dkm_reconstruction_per_sample(x_hat: Tensor, x: Tensor) -> Tensor:
+    """``||x_i - x̂_i||^2`` for each sample i: the terms `dkm_reconstruction_loss` averages."""
+    return (x_hat - x).pow(2).flatten(1).sum(dim=1)
 
 
 class DKM(DEC):
@@ -213,11 +224,13 @@ class DKM(DEC):
         self.refresh_labels()
 
     def loss_terms(self, x: Tensor, index: Tensor) -> dict[str, Tensor]:
-        """The k-means term and, with a decoder, the reconstruction term of a batch (``index`` is unused)."""
+        """The k-means term and, with a decoder, the reconstruction term: batch means over the real
+        samples of the global batch (`sample_weights`, so that DDP trains as one device)."""
+        weights = sample_weights(self, index)
         z = self.encoder(x)
-        terms = {"kmeans": dkm_clustering_loss(z, self.centers, self.current_alpha)}
+        terms = {"kmeans": (dkm_clustering_per_sample(z, self.centers, self.current_alpha) * weights).sum()}
         if self.decoder is not None:
-            terms["reconstruction"] = dkm_reconstruction_loss(self.decoder(z), x)
+            terms["reconstruction"] = (dkm_reconstruction_per_sample(self.decoder(z), x) * weights).sum()
         return terms
 
     def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:

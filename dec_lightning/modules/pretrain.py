@@ -14,6 +14,7 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from dec_lightning.encoders.mlp import MLPDecoder, MLPEncoder, mirror_decoder
 from dec_lightning.modules.optim import sdae_sgd
+from dec_lightning.modules.reduction import sample_weights
 
 
 def schedule_phase(step: int, num_layers: int, layerwise_steps: int) -> tuple[int, int]:
@@ -22,6 +23,13 @@ def schedule_phase(step: int, num_layers: int, layerwise_steps: int) -> tuple[in
     if step < greedy:
         return step // layerwise_steps, step % layerwise_steps
     return -1, step - greedy
+
+
+def _weighted_mse(x_hat: Tensor, x: Tensor, weights: Tensor | None) -> Tensor:
+    """Squared error averaged over the features, then over the batch (plain mean, or ``weights``)."""
+    if weights is None:
+        return F.mse_loss(x_hat, x)
+    return (F.mse_loss(x_hat, x, reduction="none").flatten(1).mean(dim=1) * weights).sum()
 
 
 @dataclass
@@ -126,17 +134,20 @@ class AutoencoderPretraining(L.LightningModule):
         keep = torch.rand((len(x) * world, *x.shape[1:]), generator=generator, device=x.device)[rank::world] >= p
         return x * keep / (1 - p)
 
-    def layerwise_loss(self, x: Tensor, k: int) -> Tensor:
-        """Denoising loss of layer pair k on the clean output of the frozen layers below (DEC eqs. 5-8)."""
+    def layerwise_loss(self, x: Tensor, k: int, weights: Tensor | None = None) -> Tensor:
+        """Denoising loss of layer pair k on the clean output of the frozen layers below (DEC eqs. 5-8).
+
+        ``weights``: per-sample weights of the batch mean (`sample_weights`); default the plain mean.
+        """
         p = self.hparams.dropout
         with torch.no_grad():
             for j in range(k):
                 x = self.encoder.layer(j, x)
         hidden = self.corrupt(self.encoder.layer(k, self.corrupt(x, p, site=0)), p, site=1)
-        return F.mse_loss(self.decoder.layer(k, hidden), x)
+        return _weighted_mse(self.decoder.layer(k, hidden), x, weights)
 
-    def finetune_loss(self, x: Tensor) -> Tensor:
-        return F.mse_loss(self(self.corrupt(x, self.hparams.finetune_dropout)), x)
+    def finetune_loss(self, x: Tensor, weights: Tensor | None = None) -> Tensor:
+        return _weighted_mse(self(self.corrupt(x, self.hparams.finetune_dropout)), x, weights)
 
     def on_fit_start(self) -> None:
         max_steps = self.trainer.max_steps
@@ -157,8 +168,9 @@ class AutoencoderPretraining(L.LightningModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
         x = batch[0] if self.augment is None else self.augment(batch[0])
+        weights = sample_weights(self, batch[2])  # the global batch's mean, also under DDP
         layer, _ = self.phase(self.trainer.global_step)
-        loss = self.finetune_loss(x) if layer < 0 else self.layerwise_loss(x, layer)
+        loss = self.finetune_loss(x, weights) if layer < 0 else self.layerwise_loss(x, layer, weights)
         self.log("pretrain/loss", loss, prog_bar=True)
         self.log("pretrain/phase", float(layer), prog_bar=False)
         return loss
