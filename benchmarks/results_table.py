@@ -24,6 +24,7 @@ VARIANTS = (
     "mnist_e50_lw",
     "mnist_fast_idec_aug_short",
     "mnist_fast_idec_aug",
+    "mnist_fast_kl_rec_aug",
     "mnist_conv_idec_aug_e25",
     "usps_tuned",
     "usps_conv_idec_aug",
