@@ -161,6 +161,8 @@ class DEC(L.LightningModule):
         self.scores: dict[str, float] = {}  # ACC/NMI/ARI of the final assignments, when labels exist
         self._resumed = False  # restored from a checkpoint: `pretrained` is not loaded
 
+    clustering_term = "kl"  # the `loss_terms` entry that `clustering_weight` weighs
+
     @property
     def n_clusters(self) -> int:
         return self.centers.shape[0]
@@ -270,17 +272,22 @@ class DEC(L.LightningModule):
             terms["reconstruction"] = (mse * weights).sum()
         return terms
 
-    def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
-        x, _, index = batch
+    def check_target(self) -> None:
+        """P must exist, on this module's device, before a step looks up its rows."""
         if self.target is None:
             raise RuntimeError("DEC has no target distribution: add the TargetDistributionRefresh callback")
         if self.target.device != self.device:  # restored from a checkpoint on another device
             self.target = self.target.to(self.device)
+
+    def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
+        x, _, index = batch
+        self.check_target()
         if self.augment is not None:  # training batches only: whole-dataset passes call forward/embed
             x = self.augment(x)
         terms = self.loss_terms(x, index)
         hp = self.hparams
-        loss = hp.clustering_weight * terms["kl"] + hp.reconstruction_weight * terms.get("reconstruction", 0.0)
+        clustering = terms[self.clustering_term]
+        loss = hp.clustering_weight * clustering + hp.reconstruction_weight * terms.get("reconstruction", 0.0)
         self.log("cluster/loss", loss, prog_bar=True)
         for name, value in terms.items():
             self.log(f"cluster/{name}", value)

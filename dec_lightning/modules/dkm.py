@@ -144,6 +144,8 @@ class DKM(DEC):
         augment: transform of the training batches' features, as in `DEC`.
     """
 
+    clustering_term = "kmeans"  # DKM's k-means term, weighted by clustering_weight (lambda)
+
     def __init__(
         self,
         encoder: nn.Module,
@@ -233,17 +235,8 @@ class DKM(DEC):
             terms["reconstruction"] = (dkm_reconstruction_per_sample(self.decoder(z), x) * weights).sum()
         return terms
 
-    def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
-        x, _, index = batch
-        if self.augment is not None:
-            x = self.augment(x)
-        terms = self.loss_terms(x, index)
-        hp = self.hparams
-        loss = hp.clustering_weight * terms["kmeans"] + hp.reconstruction_weight * terms.get("reconstruction", 0.0)
-        self.log("cluster/loss", loss, prog_bar=True)
-        for name, value in terms.items():
-            self.log(f"cluster/{name}", value)
-        return loss
+    def check_target(self) -> None:
+        """DKM has no target distribution: nothing to check before a step."""
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
