@@ -20,9 +20,6 @@ differ only by floating-point rounding.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -32,6 +29,7 @@ import pytest
 import torch
 from sklearn.metrics import adjusted_rand_score
 from torch.utils.data import DataLoader
+from worker_launch import launch_worker
 
 from dec_lightning.callbacks import CentroidReinit, KMeansInit, TargetDistributionRefresh, ToleranceStopping
 from dec_lightning.data import DigitsDataModule
@@ -152,28 +150,8 @@ def run_worker(spec: dict[str, Any]) -> None:
 
 def launch(devices: int, weights: Path, out: Path, reinit: bool = False) -> None:
     """Run the worker in its own process group; kill the whole group if it outlives the timeout."""
-    out.mkdir(parents=True, exist_ok=True)
-    repo = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    env["PYTHONPATH"] = os.pathsep.join([str(repo), env.get("PYTHONPATH", "")])
-    spec = json.dumps({"devices": devices, "weights": str(weights), "out": str(out), "reinit": reinit})
-    proc = subprocess.Popen(
-        [sys.executable, __file__, spec],
-        cwd=out,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        log, _ = proc.communicate(timeout=WORKER_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # the spawned ranks share the worker's session
-        log, _ = proc.communicate()
-        pytest.fail(f"{devices}-process clustering hung for {WORKER_TIMEOUT_S} s:\n{log[-3000:]}")
-    if proc.returncode != 0:
-        pytest.fail(f"{devices}-process clustering failed (exit {proc.returncode}):\n{log[-3000:]}")
+    spec = {"devices": devices, "weights": str(weights), "out": str(out), "reinit": reinit}
+    launch_worker(__file__, spec, out, WORKER_TIMEOUT_S, f"{devices}-process clustering")
 
 
 def read_ranks(out: Path, world: int) -> list[dict[str, Any]]:

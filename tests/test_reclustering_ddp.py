@@ -10,17 +10,14 @@ No pretraining: the runs check that the ranks agree, not clustering quality.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-import pytest
 import torch
+from worker_launch import launch_worker
 
 from dec_lightning.callbacks import CentroidReinit, KMeansInit, TargetDistributionRefresh
 from dec_lightning.data import DigitsDataModule
@@ -142,27 +139,8 @@ def run_worker(spec: dict[str, Any]) -> None:
 
 def launch(mode: str, out: Path) -> list[dict[str, Any]]:
     """Run the worker in its own process group (killed whole on timeout); return both ranks' records."""
-    out.mkdir(parents=True, exist_ok=True)
-    repo = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    env["PYTHONPATH"] = os.pathsep.join([str(repo), env.get("PYTHONPATH", "")])
-    proc = subprocess.Popen(
-        [sys.executable, __file__, json.dumps({"mode": mode, "out": str(out)})],
-        cwd=out,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        log, _ = proc.communicate(timeout=WORKER_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        log, _ = proc.communicate()
-        pytest.fail(f"2-process {mode} run hung for {WORKER_TIMEOUT_S} s:\n{log[-3000:]}")
-    if proc.returncode != 0:
-        pytest.fail(f"2-process {mode} run failed (exit {proc.returncode}):\n{log[-3000:]}")
+    spec = {"mode": mode, "out": str(out)}
+    log = launch_worker(__file__, spec, out, WORKER_TIMEOUT_S, f"2-process {mode} run")
     records = []
     for rank in (0, 1):
         path = out / f"rank{rank}.json"
