@@ -92,7 +92,7 @@ def layerwise_ddp_strategy(strategy: Strategy, module: AutoencoderPretraining) -
         return None
     return DDPStrategy(
         start_method=strategy._start_method,
-        process_group_backend=strategy._process_group_backend,
+        process_group_backend=strategy.process_group_backend,
         timeout=strategy._timeout,
         **{**strategy._ddp_kwargs, "find_unused_parameters": True},
     )
