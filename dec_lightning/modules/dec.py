@@ -10,7 +10,6 @@ from typing import Any
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
@@ -21,7 +20,7 @@ from dec_lightning.metrics.clustering import clustering_scores, label_change_fra
 from dec_lightning.modules.assignment import kl_per_sample, soft_assignment, target_distribution
 from dec_lightning.modules.dataset_pass import whole_dataset_pass
 from dec_lightning.modules.optim import dec_sgd
-from dec_lightning.modules.reduction import sample_weights
+from dec_lightning.modules.reduction import sample_weights, weighted_mse
 
 _RESAVE_ENCODER = (
     "python -c \"import torch; s = torch.load('{path}', weights_only=False)['state_dict']; "
@@ -268,8 +267,7 @@ class DEC(L.LightningModule):
         kl = kl_per_sample(self.target[index], soft_assignment(z, self.centers, self.hparams.alpha))
         terms = {"kl": (kl * weights).sum()}
         if self.decoder is not None:
-            mse = F.mse_loss(self.decoder(z), x, reduction="none").flatten(1).mean(dim=1)
-            terms["reconstruction"] = (mse * weights).sum()
+            terms["reconstruction"] = weighted_mse(self.decoder(z), x, weights)
         return terms
 
     def check_target(self) -> None:

@@ -7,14 +7,13 @@ from typing import Any
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 from torch.optim.lr_scheduler import LambdaLR
 
 from dec_lightning.encoders.mlp import MLPDecoder, MLPEncoder, mirror_decoder
 from dec_lightning.modules.optim import sdae_sgd
-from dec_lightning.modules.reduction import sample_weights
+from dec_lightning.modules.reduction import sample_weights, weighted_mse
 
 
 def schedule_phase(step: int, num_layers: int, layerwise_steps: int) -> tuple[int, int]:
@@ -23,13 +22,6 @@ def schedule_phase(step: int, num_layers: int, layerwise_steps: int) -> tuple[in
     if step < greedy:
         return step // layerwise_steps, step % layerwise_steps
     return -1, step - greedy
-
-
-def _weighted_mse(x_hat: Tensor, x: Tensor, weights: Tensor | None) -> Tensor:
-    """Squared error averaged over the features, then over the batch (plain mean, or ``weights``)."""
-    if weights is None:
-        return F.mse_loss(x_hat, x)
-    return (F.mse_loss(x_hat, x, reduction="none").flatten(1).mean(dim=1) * weights).sum()
 
 
 @dataclass
@@ -144,10 +136,10 @@ class AutoencoderPretraining(L.LightningModule):
             for j in range(k):
                 x = self.encoder.layer(j, x)
         hidden = self.corrupt(self.encoder.layer(k, self.corrupt(x, p, site=0)), p, site=1)
-        return _weighted_mse(self.decoder.layer(k, hidden), x, weights)
+        return weighted_mse(self.decoder.layer(k, hidden), x, weights)
 
     def finetune_loss(self, x: Tensor, weights: Tensor | None = None) -> Tensor:
-        return _weighted_mse(self(self.corrupt(x, self.hparams.finetune_dropout)), x, weights)
+        return weighted_mse(self(self.corrupt(x, self.hparams.finetune_dropout)), x, weights)
 
     def on_fit_start(self) -> None:
         max_steps = self.trainer.max_steps

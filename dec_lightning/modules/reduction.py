@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import lightning as L
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -22,3 +23,10 @@ def sample_weights(module: L.LightningModule, index: Tensor) -> Tensor:
         return real / real.sum().clamp_min(1.0)
     total = trainer.strategy.reduce(real.sum(), reduce_op="sum")
     return real * (world / total.clamp_min(1.0))
+
+
+def weighted_mse(x_hat: Tensor, x: Tensor, weights: Tensor | None = None) -> Tensor:
+    """Squared error averaged over the features, then over the batch: the plain mean, or with `sample_weights`."""
+    if weights is None:
+        return F.mse_loss(x_hat, x)
+    return (F.mse_loss(x_hat, x, reduction="none").flatten(1).mean(dim=1) * weights).sum()
