@@ -66,12 +66,19 @@ def cluster(
     update_interval: int,
     extra_callbacks: Callable[[], list[L.Callback]] = list,
     n_init: int = 20,
+    module: type[DEC] = DEC,
     **dec_kwargs: Any,
 ) -> dict[str, float]:
-    """DEC (or IDEC) from copies of the pretrained modules for exactly ``max_steps`` steps; scores + time."""
+    """DEC, IDEC or DKM from copies of the pretrained modules for exactly ``max_steps`` steps; scores + time.
+
+    The target distribution P is refreshed every ``update_interval`` steps for the KL objective;
+    `DKM` has no P and relabels once per epoch by itself.
+    """
     L.seed_everything(seed, verbose=False)
-    model = DEC(copy.deepcopy(pretrained.encoder), decoder=copy.deepcopy(pretrained.decoder), **dec_kwargs)
-    callbacks = [KMeansInit(n_init=n_init), TargetDistributionRefresh(update_interval=update_interval)]
+    model = module(copy.deepcopy(pretrained.encoder), decoder=copy.deepcopy(pretrained.decoder), **dec_kwargs)
+    callbacks: list[L.Callback] = [KMeansInit(n_init=n_init)]
+    if module.clustering_term == "kl":
+        callbacks.append(TargetDistributionRefresh(update_interval=update_interval))
     start = time.perf_counter()
     L.Trainer(max_steps=max_steps, max_epochs=-1, callbacks=callbacks + extra_callbacks(), **QUIET).fit(
         model, datamodule=ArrayDataModule(x, labels=y, batch_size=batch_size)
