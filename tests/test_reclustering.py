@@ -453,3 +453,22 @@ def test_brb_soft_resets_reclusters_and_clears_centre_state(blobs_datamodule, tr
     assert new["center_state"] is None and new["n_states"] == old["n_states"] - 1
     if model != "dkm":
         assert new["target_is_none"]  # P is stale: TargetDistributionRefresh recomputes it at the next step
+
+
+def test_ablation_benchmark_runs_every_arm_from_one_pretrained_autoencoder(monkeypatch: pytest.MonkeyPatch) -> None:
+    """benchmarks/reclustering.py on a few steps of digits: five arms, one pretraining, rows summarised."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import reclustering
+
+    tiny = {"hidden": [32, 10], "batch_size": 256, "pretrain_steps": 16, "cluster_steps": 24, "update_interval": 8,
+            "brb_interval": 1}  # fmt: skip
+    monkeypatch.setitem(reclustering.SCHEDULES, "digits", tiny)
+    rows = reclustering.run("digits", [0])
+    assert [r["arm"] for r in rows] == ["dec", "dec_recluster", "dec_brb", "dkm", "dkm_roy"]
+    assert len({r["pretrain_seconds"] for r in rows}) == 1  # every arm starts from the same autoencoder
+    assert all(0.0 < r["acc"] <= 1.0 for r in rows)
+    assert len({round(r["acc"], 6) for r in rows}) > 1  # the arms do differ
+    result = {"rows": rows}
+    summary = reclustering.summary(result)
+    assert set(summary["digits"]) == {r["arm"] for r in rows}
+    assert summary["digits"]["dkm"]["acc_mean"] == rows[3]["acc"] and summary["digits"]["dkm"]["seeds"] == [0]
