@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from functools import partial
 from typing import Any
 
@@ -9,9 +10,11 @@ import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from dec_lightning.data import DigitsDataModule
 from dec_lightning.encoders import MLPDecoder, MLPEncoder
+from dec_lightning.encoders.mlp import mirror_decoder
 from dec_lightning.modules import AutoencoderPretraining
 from dec_lightning.modules.pretrain import PhaseStepDecay, schedule_phase
 
@@ -189,3 +192,28 @@ def test_layerwise_needs_mlp() -> None:
         AutoencoderPretraining(Enc(), layerwise_steps=0)
     with pytest.raises(ValueError, match="layer-wise"):
         AutoencoderPretraining(MLPEncoder([8, 4]), decoder=torch.nn.Linear(4, 8), layerwise_steps=3)
+
+
+def test_glorot_uniform_init_matches_keras_bounds() -> None:
+    """Keras' glorot_uniform: |w| <= sqrt(6 / (fan_in + fan_out)), variance l^2 / 3, zero bias; the decoder too."""
+    torch.manual_seed(0)
+    encoder = MLPEncoder([784, 500, 2000, 10], init="glorot_uniform")
+    decoder = mirror_decoder(encoder)
+    for layer in [*encoder.layers, *decoder.layers]:
+        fan_out, fan_in = layer.weight.shape
+        bound = math.sqrt(6 / (fan_in + fan_out))  # 784 -> 500: 0.0676; PyTorch's own: 1/sqrt(784) = 0.0357
+        w = layer.weight.detach()
+        assert w.abs().max() <= bound and w.abs().max() > 0.99 * bound
+        assert abs(w.var().item() / (bound**2 / 3) - 1) < 0.05
+        assert torch.count_nonzero(layer.bias) == 0
+
+
+def test_pytorch_init_is_unchanged_by_the_option() -> None:
+    """The default draws exactly what nn.Linear draws, so earlier seeds reproduce; a typo is refused."""
+    torch.manual_seed(0)
+    default = MLPEncoder([64, 32, 10])
+    torch.manual_seed(0)
+    plain = [nn.Linear(64, 32), nn.Linear(32, 10)]
+    assert all(torch.equal(a.weight, b.weight) for a, b in zip(default.layers, plain, strict=True))
+    with pytest.raises(ValueError, match="glorot_uniform"):
+        MLPEncoder([64, 10], init="glorot")
