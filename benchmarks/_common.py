@@ -123,6 +123,11 @@ def _fmt(v: Any, digits: int = 3) -> str:
     return str(v)
 
 
+def _spread_cell(s: dict[str, float]) -> str:
+    """A `spread` as a table cell: median (min-max), samples/s."""
+    return f"{s['median']:.0f} ({s['min']:.0f}-{s['max']:.0f})"
+
+
 def render_markdown(r: dict[str, Any]) -> str:
     """performance.md from performance.json: numbers only come from the JSON, never typed in."""
     out = ["# Performance", "", "Generated from `performance.json` by the benchmark scripts; do not edit by hand.", ""]
@@ -137,6 +142,13 @@ def render_markdown(r: dict[str, Any]) -> str:
             *(
                 [f"| same, with Adam(fused=True) | {_fmt(r['fused_adam_achieved_flops_fraction'])} | >= 0.60 |"]
                 if "fused_adam_achieved_flops_fraction" in r
+                else []
+            ),
+            *(
+                [
+                    f"| bf16-mixed / float32 pretraining samples/s (1 thread; the CPU named in its section) | {_fmt(r['bf16_pretrain_speedup'])} | >= 1.5 |"
+                ]
+                if "bf16_pretrain_speedup" in r
                 else []
             ),
             f"| k-means init, 20 restarts, 70000 x 10 (s, chosen backend) | {_fmt(r.get('kmeans_init_s'))} | |",
@@ -182,10 +194,9 @@ def render_markdown(r: dict[str, Any]) -> str:
             "|---|---|---|---|---|---|---|---|",
         ]
         for row in t["rows"]:
-            raw, lit = row["raw_samples_per_s"], row["lightning_samples_per_s"]
             out.append(
-                f"| {row['threads']} | {raw['median']:.0f} ({raw['min']:.0f}-{raw['max']:.0f}) "
-                f"| {lit['median']:.0f} ({lit['min']:.0f}-{lit['max']:.0f}) | {row['ratio']:.3f} "
+                f"| {row['threads']} | {_spread_cell(row['raw_samples_per_s'])} "
+                f"| {_spread_cell(row['lightning_samples_per_s'])} | {row['ratio']:.3f} "
                 f"| {row['lightning_incl_startup_samples_per_s']['median']:.0f} "
                 f"| {row['matmul_peak_gflops']:.1f} | {row['raw_achieved_gflops']:.1f} / "
                 f"{row['lightning_achieved_gflops']:.1f} | {row['achieved_flops_fraction']:.2f} |"
@@ -217,6 +228,30 @@ def render_markdown(r: dict[str, Any]) -> str:
         out.append("")
         if t.get("notes"):
             out += [*(f"- {n}" for n in t["notes"]), ""]
+    b16 = r.get("bf16")
+    if b16:
+        m = b16["machine"]
+        native = "has" if b16["cpu_has_avx512_bf16"] else "lacks"
+        out += [
+            '## Mixed precision: `precision="bf16-mixed"` against float32 pretraining',
+            "",
+            (
+                "The same autoencoder, data and Adam as above under `lightning.Trainer`, float32 and bf16-mixed "
+                "(bfloat16 autocast, float32 weights and optimizer) alternated in one run. "
+                f"CPU: {m['cpu_model']} ({native} AVX512-BF16); load average before {b16['loadavg_before']}, "
+                f"after {b16['loadavg_after']}; command `{b16['command']}`."
+            ),
+            "",
+            "| threads | float32 samples/s (median, min-max) | bf16-mixed samples/s (median, min-max) | bf16 / float32 | per repeat |",
+            "|---|---|---|---|---|",
+        ]
+        for row in b16["rows"]:
+            out.append(
+                f"| {row['threads']} | {_spread_cell(row['lightning_samples_per_s'])} "
+                f"| {_spread_cell(row['lightning_bf16_mixed_samples_per_s'])} | **{row['bf16_pretrain_speedup']:.2f}** "
+                f"| {', '.join(f'{v:.2f}' for v in row['bf16_speedup_per_repeat'])} |"
+            )
+        out.append("")
     lo = r.get("loader")
     if lo:
         out += [
@@ -299,6 +334,36 @@ def render_markdown(r: dict[str, Any]) -> str:
             (
                 f"- command: `{sc['command']}` ({sc['wall_s']:.0f} s wall), load before/after "
                 f"{sc['loadavg_before']} / {sc['loadavg_after']}"
+            ),
+            "",
+        ]
+    mm = r.get("mmap")
+    if mm:
+        row = mm["row"]
+        out += [
+            "## Data larger than memory (`make bench-scaling`)",
+            "",
+            mm["setup"],
+            "",
+            (
+                "| file | N x d | peak RssAnon MiB | peak RssAnon / file | RssAnon before fit MiB "
+                "| (peak - before) / file | VmHWM MiB | fit s | DEC steps | ACC vs blobs |"
+            ),
+            "|---|---|---|---|---|---|---|---|---|---|",
+            (
+                f"| {row['file_bytes'] / 1e9:.2f} GB ({row['file_bytes'] / 2**20:.0f} MiB) | {row['n']:,} x {row['d']} "
+                f"| {row['peak_rss_anon_mib']:.0f} | **{row['peak_rss_anon_over_file']:.3f}** "
+                f"| {row['rss_anon_before_fit_mib']:.0f} | {row['peak_growth_over_file']:.3f} | {row['vm_hwm_mib']:.0f} "
+                f"| {row['fit_s']:.0f} | {row['n_iter']} | {row['acc_vs_blobs']:.3f} |"
+            ),
+            "",
+            f"- target: {mm['target']}",
+            *([mm["note"]] if "note" in mm else []),
+            f"- how: {mm['measured_how']}",
+            (
+                f"- command: `{mm['command']}` ({mm['wall_s']:.0f} s wall, file writing included), torch threads "
+                f"{row['machine']['torch_num_threads']}, {row['machine']['cpu_model']} ({row['machine']['cpu_count']} "
+                f"CPUs), load before/after {mm['loadavg_before']} / {mm['loadavg_after']}"
             ),
             "",
         ]

@@ -5,6 +5,12 @@ training epoch under `lightning.Trainer`, time per whole-dataset Q refresh, k-me
 initialisation time (scikit-learn, 20 restarts) and peak RSS. Linear growth shows as a flat
 time-per-sample column.
 
+Then data larger than memory: a ``--mmap-gb`` GB float32 ``.npy`` file (default 4 GB, 10M x 100)
+is written to ``--mmap-dir``, clustered end to end by the `DEC` estimator from
+``np.load(path, mmap_mode="r")`` in a fresh process, and deleted; the process's peak anonymous
+memory (RssAnon, sampled by a thread: /proc has no peak field for it) is recorded against the
+file size. ``--mmap-gb 0`` skips it, ``--sizes ''`` skips the N sweep.
+
 Run: ``OMP_NUM_THREADS=1 python benchmarks/scaling.py`` (or ``make bench-scaling``).
 """
 
@@ -14,32 +20,84 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Self
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import lightning as L
+import numpy as np
 import torch
 from sklearn.cluster import KMeans
 
-from benchmarks._common import loadavg, peak_rss_mib, set_threads, update_results
+from benchmarks._common import loadavg, machine_facts, peak_rss_mib, set_threads, update_results
 from dec_lightning.callbacks import TargetDistributionRefresh
 from dec_lightning.data import ArrayDataModule
 from dec_lightning.data.indexed import IndexedDataset, collate_batch
 from dec_lightning.encoders.mlp import MLPEncoder
+from dec_lightning.estimator import DEC as DECEstimator
+from dec_lightning.metrics.clustering import cluster_accuracy
 from dec_lightning.modules.dataset_pass import whole_dataset_pass
 from dec_lightning.modules.dec import DEC
 
 D, K, BATCH = 50, 10, 256
 DIMS = [D, 64, K]
+MMAP_HIDDEN, MMAP_EMBEDDING = (64,), 10
+
+
+def proc_status_kib(field: str) -> int:
+    """One ``/proc/self/status`` field in KiB, e.g. ``RssAnon`` or ``VmHWM`` (Linux)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
+class PeakRssAnon:
+    """Peak anonymous resident memory (``RssAnon``) of this process while the ``with`` block runs.
+
+    RssAnon counts heap and tensors but not the page cache a memory-mapped file is read through,
+    which is what tells "the file stays on disk" from "the file was copied in". /proc has no
+    peak field for it (VmHWM is the peak of all RSS, mapped file pages included), so a daemon
+    thread samples it every ``interval`` seconds; a copy that lives shorter than that can be
+    missed, one that is kept cannot.
+    """
+
+    def __init__(self, interval: float = 0.005) -> None:
+        self.interval = interval
+        self.start_kib = self.peak_kib = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak_kib = max(self.peak_kib, proc_status_kib("RssAnon"))
+
+    def __enter__(self) -> Self:
+        self.start_kib = self.peak_kib = proc_status_kib("RssAnon")
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_kib = max(self.peak_kib, proc_status_kib("RssAnon"))
+
+    @property
+    def growth_bytes(self) -> int:
+        """Peak minus the value at entry."""
+        return (self.peak_kib - self.start_kib) * 1024
 
 
 class _StepTimer(L.Callback):
@@ -122,16 +180,177 @@ def one(n: int, max_steps: int, kmeans_max_n: int) -> dict[str, Any]:
     }
 
 
+def write_blobs(path: Path, labels_path: Path, n: int, d: int, k: int, chunk: int = 1 << 18) -> None:
+    """Write N x d float32 Gaussian blobs to a ``.npy`` file chunk by chunk (never whole in memory), labels beside."""
+    rng = np.random.default_rng(0)
+    means = rng.normal(size=(k, d)).astype(np.float32) * 1.5
+    x = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, d))
+    labels = np.empty(n, dtype=np.int8)
+    for start in range(0, n, chunk):
+        stop = min(n, start + chunk)
+        part = rng.integers(k, size=stop - start)
+        x[start:stop] = means[part] + rng.standard_normal((stop - start, d), dtype=np.float32)
+        labels[start:stop] = part
+    x.flush()
+    del x
+    np.save(labels_path, labels)
+
+
+def mmap_run(
+    path: str, labels_path: str, k: int, pretrain_steps: int, cluster_steps: int, update_interval: int
+) -> dict:
+    """Cluster a memory-mapped file end to end with the `DEC` estimator; peak RssAnon during `fit` (own process)."""
+    set_threads(1)
+    warnings.filterwarnings("ignore")
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    x = np.load(path, mmap_mode="r")
+    estimator = DECEstimator(
+        n_clusters=k,
+        hidden_dims=MMAP_HIDDEN,
+        embedding_dim=MMAP_EMBEDDING,
+        pretrain_steps=pretrain_steps,
+        cluster_steps=cluster_steps,
+        update_interval=update_interval,
+        batch_size=BATCH,
+        accelerator="cpu",
+    )
+    with PeakRssAnon(interval=0.01) as peak:
+        start = time.perf_counter()
+        estimator.fit(x)
+        fit_s = time.perf_counter() - start
+    file_bytes = Path(path).stat().st_size
+    truth = torch.from_numpy(np.load(labels_path).astype(np.int64))
+    return {
+        "file_bytes": file_bytes,
+        "n": int(x.shape[0]),
+        "d": int(x.shape[1]),
+        "k": k,
+        "rss_anon_before_fit_mib": peak.start_kib / 1024,
+        "peak_rss_anon_mib": peak.peak_kib / 1024,
+        "peak_rss_anon_over_file": peak.peak_kib * 1024 / file_bytes,
+        "peak_growth_over_file": peak.growth_bytes / file_bytes,
+        "vm_hwm_mib": proc_status_kib("VmHWM") / 1024,
+        "fit_s": fit_s,
+        "n_iter": int(estimator.n_iter_),
+        "acc_vs_blobs": cluster_accuracy(torch.from_numpy(estimator.labels_), truth),
+        "machine": machine_facts(),
+    }
+
+
+def mmap_note(row: dict[str, Any]) -> str:
+    """Where the peak goes: the imports, DEC's per-sample state (P, labels, shuffle order) and the rest."""
+    file_mib, n = row["file_bytes"] / 2**20, row["n"]
+    state = {"P (N x K float32)": n * row["k"] * 4, "labels (N int64)": n * 8, "shuffle order (N int32)": n * 4}
+    state_mib = sum(state.values()) / 2**20
+    rest = row["peak_rss_anon_mib"] - row["rss_anon_before_fit_mib"] - state_mib
+    parts = ", ".join(f"{name} {b / 2**20:.0f} MiB" for name, b in state.items())
+    return (
+        f"- where the peak goes: {row['rss_anon_before_fit_mib']:.0f} MiB before fit (imports: "
+        f"{row['rss_anon_before_fit_mib'] / file_mib:.3f} of the file), DEC's state {state_mib:.0f} MiB ({parts}; "
+        f"{state_mib / file_mib:.3f} of the file), the rest {rest:.0f} MiB (batches, Lightning, freed heap). "
+        "The state is what must stay in memory: P is held fixed between refreshes and every step looks up its "
+        "rows, the labels feed the stopping rule, and the shuffle order decides the batches."
+    )
+
+
+def run_mmap(args: argparse.Namespace) -> None:
+    """Write the file, cluster it in a fresh process, record the result, delete the file (also on failure)."""
+    d = args.mmap_d
+    n = int(args.mmap_gb * 1e9 / (4 * d))
+    directory = Path(args.mmap_dir or tempfile.gettempdir())
+    need = n * d * 4 + n
+    free = shutil.disk_usage(directory).free
+    if free < need + 2 * 2**30:
+        raise SystemExit(f"{directory}: {free / 2**30:.1f} GiB free, the {need / 2**30:.1f} GiB file needs 2 GiB more")
+    path, labels_path = directory / f"dec_mmap_{os.getpid()}.npy", directory / f"dec_mmap_{os.getpid()}_labels.npy"
+    before, wall = loadavg(), time.perf_counter()
+    try:
+        start = time.perf_counter()
+        write_blobs(path, labels_path, n, d, args.mmap_k)
+        write_s = time.perf_counter() - start
+        cmd = [sys.executable, __file__, "--mmap-run", str(path), "--mmap-labels", str(labels_path)]
+        cmd += ["--mmap-k", str(args.mmap_k), "--mmap-pretrain-steps", str(args.mmap_pretrain_steps)]
+        cmd += ["--mmap-cluster-steps", str(args.mmap_cluster_steps)]
+        cmd += ["--mmap-update-interval", str(args.mmap_update_interval)]
+        done = subprocess.run(cmd, check=False, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"mmap run failed:\n{done.stderr[-4000:]}")
+        row = json.loads(done.stdout.strip().splitlines()[-1])
+    finally:
+        path.unlink(missing_ok=True)
+        labels_path.unlink(missing_ok=True)
+    ratio = row["peak_rss_anon_over_file"]
+    print(
+        f"mmap {row['file_bytes'] / 1e9:.2f} GB ({row['n']:,} x {row['d']}): peak RssAnon {row['peak_rss_anon_mib']:.0f} "
+        f"MiB = {ratio:.3f} x file (before fit {row['rss_anon_before_fit_mib']:.0f} MiB), fit {row['fit_s']:.0f} s, "
+        f"ACC {row['acc_vs_blobs']:.3f}",
+        flush=True,
+    )
+    hidden = "-".join(str(h) for h in MMAP_HIDDEN)
+    payload = {
+        "setup": (
+            f"A {row['file_bytes'] / 1e9:.2f} GB float32 .npy file ({row['n']:,} x {row['d']}, {row['k']} Gaussian "
+            f"blobs, written chunk by chunk to {directory} in {write_s:.0f} s) clustered end to end in a fresh process "
+            f"by the DEC estimator from np.load(path, mmap_mode='r'): encoder {row['d']}-{hidden}-{MMAP_EMBEDDING}, "
+            f"pretraining {args.mmap_pretrain_steps} steps, DEC up to {args.mmap_cluster_steps} steps with P refreshed "
+            f"every {args.mmap_update_interval}, batch {BATCH}, k-means init (20 restarts) on a uniform sample of "
+            "1,000,000 embeddings (KMeansInit's max_samples), 1 torch thread; the file is deleted afterwards."
+        ),
+        "measured_how": (
+            "Peak RssAnon (anonymous memory: heap, tensors; not the page cache the map is read through) during fit, "
+            "sampled every 10 ms by a background thread reading /proc/self/status (RssAnon has no peak field; "
+            "VmHWM, the peak of all RSS, counts the mapped file's pages too and is recorded for contrast). "
+            "'before fit' is RssAnon after the imports and np.load (torch + lightning alone are ~450 MiB here); "
+            "peak_growth_over_file = (peak - before fit) / file size."
+        ),
+        "row": row,
+        "target": "peak RssAnon / file size <= 0.25 for a 4 GB file",
+        "note": mmap_note(row),
+        "command": (
+            f"make bench-scaling  (OMP_NUM_THREADS=1 python benchmarks/scaling.py --mmap-gb {args.mmap_gb:g}"
+            f" --mmap-d {d}{' --sizes ' + repr(args.sizes) if args.sizes != SIZES else ''})"
+        ),
+        "loadavg_before": before,
+        "loadavg_after": loadavg(),
+        "wall_s": time.perf_counter() - wall,
+    }
+    update_results("mmap", payload, top_level={"mmap_peak_rss_anon_over_file": ratio})
+
+
+SIZES = "10000,100000,1000000"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--sizes", default=SIZES, help="comma-separated N of the sweep; '' skips it")
     parser.add_argument("--max-steps", type=int, default=1500, help="steps measured per epoch; more are extrapolated")
     parser.add_argument("--kmeans-max-n", type=int, default=200000, help="k-means on a random subsample above this")
+    parser.add_argument("--mmap-gb", type=float, default=4.0, help="size of the memory-mapped file in GB; 0 skips")
+    parser.add_argument("--mmap-d", type=int, default=100, help="features of the memory-mapped file")
+    parser.add_argument("--mmap-dir", help="where to write it (default: the system temp folder)")
+    parser.add_argument("--mmap-k", type=int, default=10)
+    parser.add_argument("--mmap-pretrain-steps", type=int, default=300)
+    parser.add_argument("--mmap-cluster-steps", type=int, default=300)
+    parser.add_argument("--mmap-update-interval", type=int, default=100)
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--mmap-run", help=argparse.SUPPRESS)
+    parser.add_argument("--mmap-labels", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
         print(json.dumps(one(args.one, args.max_steps, args.kmeans_max_n)))
         return
+    if args.mmap_run:
+        steps = (args.mmap_pretrain_steps, args.mmap_cluster_steps, args.mmap_update_interval)
+        print(json.dumps(mmap_run(args.mmap_run, args.mmap_labels, args.mmap_k, *steps)))
+        return
+    if args.sizes:
+        sweep(args)
+    if args.mmap_gb > 0:
+        run_mmap(args)
+
+
+def sweep(args: argparse.Namespace) -> None:
+    """N in ``args.sizes``, each in its own process; records the ``scaling`` section."""
     before, wall, rows = loadavg(), time.perf_counter(), []
     for n in (int(s) for s in args.sizes.split(",")):
         cmd = [sys.executable, __file__, "--one", str(n), "--max-steps", str(args.max_steps)]

@@ -127,12 +127,19 @@ class _StepTimer(L.Callback):
 
 
 def lightning_run(
-    x: np.ndarray, warmup: int, steps: int, seed: int, profiler: Any = None, fused: bool = False
+    x: np.ndarray,
+    warmup: int,
+    steps: int,
+    seed: int,
+    profiler: Any = None,
+    fused: bool = False,
+    precision: str = "32-true",
 ) -> tuple[float, float]:
     """(b): `AutoencoderPretraining` fine-tuning under `lightning.Trainer`; returns (timed s, whole fit() s).
 
     ``fused``: Adam's one-kernel update (``Adam(fused=True)``) instead of the default multi-tensor one,
     an optimizer setting a config can choose (``optimizer.init_args.fused: true``).
+    ``precision``: the Trainer's, e.g. ``"bf16-mixed"`` (``trainer.precision`` in a config).
     """
     torch.manual_seed(seed)
     optimizer = functools.partial(torch.optim.Adam, lr=LR, fused=True if fused else None)
@@ -148,18 +155,27 @@ def lightning_run(
         enable_model_summary=False,
         callbacks=[timer],
         profiler=profiler,
+        precision=precision,
     )
     start = time.perf_counter()
     trainer.fit(module, datamodule=ArrayDataModule(x, batch_size=BATCH))
     return timer.t1 - timer.t0, time.perf_counter() - start
 
 
+def cpu_has_avx512_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively; without it bf16-mixed can be slower than float32."""
+    try:
+        return "avx512_bf16" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
 def compare(x: np.ndarray, threads: int, repeats: int, warmup: int, steps: int) -> dict[str, Any]:
     set_threads(threads)
     xt = torch.from_numpy(x)
-    raw, lit, lit_total, fused = [], [], [], []
+    raw, lit, lit_total, fused, bf16 = [], [], [], [], []
     for r in range(repeats):
-        order = ("raw", "lit", "fused")[:: 1 if r % 2 == 0 else -1]  # a b c, c b a: drift hits all alike
+        order = ("raw", "lit", "fused", "bf16")[:: 1 if r % 2 == 0 else -1]  # a b c d, d c b a: drift hits all alike
         for which in order:
             if which == "raw":
                 raw.append(BATCH * steps / raw_loop(xt, warmup, steps, seed=r))
@@ -167,18 +183,20 @@ def compare(x: np.ndarray, threads: int, repeats: int, warmup: int, steps: int) 
                 timed_s, fit_s = lightning_run(x, warmup, steps, seed=r)
                 lit.append(BATCH * steps / timed_s)
                 lit_total.append(BATCH * (warmup + steps) / fit_s)
-            else:
+            elif which == "fused":
                 fused.append(BATCH * steps / lightning_run(x, warmup, steps, seed=r, fused=True)[0])
+            else:
+                bf16.append(BATCH * steps / lightning_run(x, warmup, steps, seed=r, precision="bf16-mixed")[0])
         print(
             f"  threads={threads} repeat {r}: raw {raw[-1]:.0f}/s, lightning {lit[-1]:.0f}/s, "
-            f"lightning + fused Adam {fused[-1]:.0f}/s",
+            f"lightning + fused Adam {fused[-1]:.0f}/s, lightning bf16-mixed {bf16[-1]:.0f}/s",
             flush=True,
         )
     shapes = step_matmuls()
     by_shape = matmul_gflops(shapes)
     peak = max(by_shape.values())
     flops_per_sample = 6 * matmul_params()
-    raw_s, lit_s, fused_s = spread(raw), spread(lit), spread(fused)
+    raw_s, lit_s, fused_s, bf16_s = spread(raw), spread(lit), spread(fused), spread(bf16)
     lit_gflops = flops_per_sample * lit_s["median"] / 1e9
     fused_gflops = flops_per_sample * fused_s["median"] / 1e9
     return {
@@ -198,6 +216,9 @@ def compare(x: np.ndarray, threads: int, repeats: int, warmup: int, steps: int) 
         "lightning_fused_adam_samples_per_s": fused_s,
         "fused_adam_speedup": fused_s["median"] / lit_s["median"],
         "fused_adam_achieved_flops_fraction": fused_gflops / peak,
+        "lightning_bf16_mixed_samples_per_s": bf16_s,
+        "bf16_pretrain_speedup": bf16_s["median"] / lit_s["median"],
+        "bf16_speedup_per_repeat": [round(b / a, 4) for a, b in zip(lit, bf16, strict=True)],
     }
 
 
@@ -326,6 +347,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "fused_adam_achieved_flops_fraction": one["fused_adam_achieved_flops_fraction"],
         },
     )
+    # its own section: pretraining throughput under bf16-mixed against float32, alternated in this run
+    update_results(
+        "bf16",
+        {
+            "machine": payload["machine"],
+            "cpu_has_avx512_bf16": cpu_has_avx512_bf16(),
+            "command": payload["command"],
+            "loadavg_before": before,
+            "loadavg_after": payload["loadavg_after"],
+            "rows": [
+                {k: r[k] for k in ("threads", "lightning_samples_per_s", "lightning_bf16_mixed_samples_per_s",
+                                   "bf16_pretrain_speedup", "bf16_speedup_per_repeat")}
+                for r in rows
+            ],
+        },
+        {"bf16_pretrain_speedup": one["bf16_pretrain_speedup"]},
+    )  # fmt: skip
     update_results("loader", loader)
     if profile is not None:
         update_results("profile", profile)
@@ -334,7 +372,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"threads={r['threads']}: raw {r['raw_samples_per_s']['median']:.0f}/s, lightning "
             f"{r['lightning_samples_per_s']['median']:.0f}/s, ratio {r['ratio']:.3f}, peak "
             f"{r['matmul_peak_gflops']:.1f} GFLOP/s, achieved {r['lightning_achieved_gflops']:.1f} "
-            f"({r['achieved_flops_fraction']:.2f})"
+            f"({r['achieved_flops_fraction']:.2f}), bf16-mixed speed-up {r['bf16_pretrain_speedup']:.2f}x"
         )
     print(f"loader speed-up of __getitems__: {loader['speedup']:.1f}x")
     return payload

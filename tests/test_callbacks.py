@@ -139,7 +139,7 @@ def test_target_refresh_only_at_multiples_of_interval(blobs_datamodule, trainer_
         step = rec["step"]
         assert rec["count"] == step // interval + 1
         if step % interval == 0:  # refreshed: a new P, equal to eq. 3 on the current model's Q
-            assert rec["target_id"] != prev["target_id"]
+            # (not `id`: the old P is freed before the pass, so the new one may reuse its address)
             assert not torch.equal(rec["target"], prev["target"])
             torch.testing.assert_close(rec["target"], rec["expected"], rtol=1e-5, atol=1e-6)
             changed = (rec["labels"] != prev["labels"]).float().mean().item()

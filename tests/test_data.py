@@ -113,9 +113,13 @@ def test_array_from_npy_with_npy_labels(arrays, tmp_path: Path) -> None:
     np.save(tmp_path / "x.npy", x)
     np.save(tmp_path / "y.npy", y)
     dm = make_dm(str(tmp_path / "x.npy"), labels=str(tmp_path / "y.npy"))
-    np.testing.assert_allclose(dm.dataset.x.numpy(), x, rtol=1e-6)
+    assert isinstance(dm.dataset.x, np.memmap)  # memory-mapped by default, in the file's dtype
+    np.testing.assert_array_equal(dm.dataset.x, x)
     assert torch.equal(dm.dataset.y, torch.from_numpy(y))
     assert_batches_match_rows(dm, x, y)
+    in_memory = make_dm(str(tmp_path / "x.npy"), labels=str(tmp_path / "y.npy"), mmap=False)
+    np.testing.assert_allclose(in_memory.dataset.x.numpy(), x, rtol=1e-6)
+    assert_batches_match_rows(in_memory, x, y)
 
 
 @pytest.mark.parametrize(("x_key", "y_key"), [("x", "y"), ("features", "labels")])

@@ -8,27 +8,64 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import KMeans
 from torch import Tensor
 
-from dec_lightning.modules.dataset_pass import whole_dataset_pass
+from dec_lightning.modules.dataset_pass import release_free_memory, whole_dataset_pass
 
 
 def kmeans_on_embedding(
-    trainer: L.Trainer, pl_module: L.LightningModule, n_init: int, seed: int | None
-) -> tuple[Tensor, Tensor]:
+    trainer: L.Trainer,
+    pl_module: L.LightningModule,
+    n_init: int,
+    seed: int | None,
+    max_samples: int | None = None,
+    with_labels: bool = True,
+) -> tuple[Tensor, Tensor | None]:
     """Return k-means ``(centers, labels)`` of the current embedding, identical on every rank.
 
     Rank 0 fits scikit-learn's `KMeans` and broadcasts the result, so the ranks cannot
     drift apart through different k-means solutions. ``seed=None`` derives the seed from
     torch's initial seed, which `seed_everything` sets.
+
+    With more than ``max_samples`` samples, k-means is fitted on a uniform random sample of
+    that many (drawn with the k-means seed, the same on every rank), and only those samples
+    are embedded: the N x embedding_dim float64 copy and scikit-learn's working arrays then
+    stay bounded for data larger than memory. A uniform sample of m points gives centres close
+    to those of the whole data for m large against K (Czumaj & Sohler 2007, "Sublinear-time
+    approximation algorithms for clustering via random sampling", Random Struct. Algorithms
+    30:226-256). The labels are then each sample's nearest centre, from a second pass;
+    ``with_labels=False`` skips it and returns ``None`` (`KMeansInit` needs only the centres).
     """
-    embedding, _ = whole_dataset_pass(trainer, pl_module, pl_module.embed)
+    random_state = seed if seed is not None else torch.initial_seed() % 2**32
+    n = len(trainer.train_dataloader.dataset)
+    rows = None
+    if max_samples is not None and n > max_samples:
+        generator = torch.Generator().manual_seed(int(random_state))
+        dtype = torch.int32 if n < 2**31 else torch.int64  # the same permutation as int64, half the memory
+        rows = torch.randperm(n, generator=generator, dtype=dtype)[:max_samples].sort().values.long()
+    embedding, _ = whole_dataset_pass(trainer, pl_module, pl_module.embed, rows=rows)
     result = None
     if trainer.is_global_zero:
-        random_state = seed if seed is not None else torch.initial_seed() % 2**32
-        kmeans = KMeans(pl_module.n_clusters, n_init=n_init, random_state=random_state)
-        labels = kmeans.fit_predict(embedding.double().cpu().numpy())
+        data = embedding.double().cpu().numpy()
+        del embedding  # the float64 copy is what k-means reads
+        # copy_x=False: k-means centres our own copy in place instead of copying it again (same result)
+        kmeans = KMeans(pl_module.n_clusters, n_init=n_init, random_state=random_state, copy_x=False)
+        labels = kmeans.fit_predict(data)
+        del data
+        release_free_memory()
         result = (torch.from_numpy(kmeans.cluster_centers_).float(), torch.from_numpy(labels).long())
+    else:
+        del embedding
     centers, labels = trainer.strategy.broadcast(result, src=0)
-    return centers.to(pl_module.device), labels.to(pl_module.device)
+    centers = centers.to(pl_module.device)
+    if not with_labels:
+        return centers, None
+    if rows is not None:
+        labels, _ = whole_dataset_pass(trainer, pl_module, lambda x: nearest_center(pl_module.embed(x), centers))
+    return centers, labels.to(pl_module.device)
+
+
+def nearest_center(z: Tensor, centers: Tensor) -> Tensor:
+    """Index of the nearest centre of each embedding (squared distances from the differences, in float64)."""
+    return (z.double()[:, None, :] - centers.double()[None, :, :]).pow(2).sum(dim=-1).argmin(dim=1)
 
 
 def match_clusters(new_labels: Tensor, old_labels: Tensor, n_clusters: int) -> Tensor:

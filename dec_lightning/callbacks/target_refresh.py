@@ -50,6 +50,7 @@ class TargetDistributionRefresh(L.Callback):
         self.refreshed_step = state_dict.get("refreshed_step", -1)
 
     def refresh(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        pl_module.target = None  # the old P is not needed to compute the new one: free it before the pass
         q, y = whole_dataset_pass(trainer, pl_module, pl_module.forward)
         pl_module.update_target(q)
         metrics = {"cluster/delta_label": pl_module.delta_label, "cluster/min_size": pl_module.min_cluster_size}

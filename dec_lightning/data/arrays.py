@@ -60,12 +60,17 @@ def load_array_file(
     labels_key: str | None = None,
     data_key: str | None = None,
     label_column: str | int | None = None,
+    mmap: bool = False,
 ) -> tuple[np.ndarray | sp.spmatrix, np.ndarray | None]:
-    """Read features and optional labels from ``.npy``, ``.npz`` (dense or scipy sparse) or ``.csv``."""
+    """Read features and optional labels from ``.npy``, ``.npz`` (dense or scipy sparse) or ``.csv``.
+
+    ``mmap=True`` memory-maps a ``.npy`` file read-only (``np.load(mmap_mode="r")``) instead of
+    reading it: the features then live in the page cache, not in the process's memory.
+    """
     path = require_file(path, "data file", "check the path given as data.init_args.data")
     suffix = path.suffix.lower()
     try:
-        return _load_file(path, suffix, labels_key, data_key, label_column)
+        return _load_file(path, suffix, labels_key, data_key, label_column, mmap)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
         if isinstance(err, DECInputError):
             raise
@@ -73,10 +78,10 @@ def load_array_file(
 
 
 def _load_file(
-    path: Path, suffix: str, labels_key: str | None, data_key: str | None, label_column: str | int | None
+    path: Path, suffix: str, labels_key: str | None, data_key: str | None, label_column: str | int | None, mmap: bool
 ) -> tuple[np.ndarray | sp.spmatrix, np.ndarray | None]:
     if suffix == ".npy":
-        return np.load(path, allow_pickle=False), None
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False), None
     if suffix == ".npz":
         with np.load(path, allow_pickle=False) as archive:
             if {"data", "indices", "indptr", "shape"} <= set(archive.files):
@@ -108,6 +113,10 @@ class ArrayDataModule(InMemoryDataModule):
         label_column: CSV column (name or position) holding labels, removed from the features.
         batch_size: samples per training batch (per device under DDP).
         num_workers: loader worker processes.
+        mmap: memory-map a ``.npy`` file read-only instead of reading it into memory, so data
+            larger than memory can be clustered: batches and whole-dataset passes read rows from
+            the file (page cache) and cast them to float32 one batch at a time. Results are
+            identical either way. An ``np.memmap`` given as ``data`` is always used as a map.
     """
 
     name = "arrays"
@@ -122,8 +131,10 @@ class ArrayDataModule(InMemoryDataModule):
         label_column: str | int | None = None,
         batch_size: int = 256,
         num_workers: int = 0,
+        mmap: bool = True,
     ) -> None:
         super().__init__(batch_size=batch_size, num_workers=num_workers)
+        self.mmap = mmap
         self.data = data
         self.labels = labels
         self.data_key = data_key
@@ -136,7 +147,7 @@ class ArrayDataModule(InMemoryDataModule):
 
     def load_arrays(self) -> tuple[np.ndarray | sp.spmatrix, np.ndarray | None]:
         if isinstance(self.data, (str, Path)):
-            x, y = load_array_file(self.data, self.labels_key, self.data_key, self.label_column)
+            x, y = load_array_file(self.data, self.labels_key, self.data_key, self.label_column, mmap=self.mmap)
         else:
             x, y = self.data, None
         if self.labels is not None:

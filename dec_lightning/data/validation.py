@@ -7,6 +7,7 @@ a `ValueError` or a `FileNotFoundError`, so ordinary ``except`` clauses keep wor
 
 from __future__ import annotations
 
+import mmap
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,9 @@ import scipy.sparse as sp
 
 # float32 is what the models see; finite float64 values beyond this become inf.
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+# Elements per chunk when scanning a dense array for NaN/inf: 16 MiB of float32, so the check
+# never allocates a boolean mask of the whole array (a quarter of a float32 file's size).
+_CHECK_CHUNK = 1 << 22
 
 
 class DECInputError(Exception):
@@ -47,6 +51,39 @@ def require_file(path: str | Path, what: str, hint: str) -> Path:
     return path
 
 
+def is_memory_mapped(x: object) -> bool:
+    """True for a NumPy array backed by a memory-mapped file (``np.memmap``, ``np.load(mmap_mode=...)``).
+
+    Follows ``.base``, so views and ``np.asarray`` of a map (which drops the ``np.memmap``
+    subclass but keeps the map as its base) count too. Such arrays are read batch by batch
+    and never copied whole (`IndexedDataset`).
+    """
+    while x is not None:
+        if isinstance(x, (np.memmap, mmap.mmap)):
+            return True
+        x = getattr(x, "base", None)
+    return False
+
+
+def count_nonfinite(x: np.ndarray) -> int:
+    """Number of values that are NaN, infinite, or become infinite as float32, scanned in row chunks.
+
+    Chunked so that a memory-mapped file is read once, in pieces, without a full-size mask or
+    float32 copy in memory.
+    """
+    rows = max(1, _CHECK_CHUNK // max(1, x.shape[1]))
+    bad = 0
+    for start in range(0, x.shape[0], rows):
+        chunk = x[start : start + rows]
+        if chunk.dtype != np.float32:
+            with np.errstate(over="ignore"):
+                chunk = chunk.astype(np.float32)
+        finite = np.isfinite(chunk)
+        if not finite.all():
+            bad += int(finite.size - np.count_nonzero(finite))
+    return bad
+
+
 def validate_arrays(
     x: np.ndarray | sp.spmatrix, y: np.ndarray | None = None, *, source: str = "data"
 ) -> tuple[np.ndarray | sp.csr_matrix, np.ndarray | None]:
@@ -55,6 +92,10 @@ def validate_arrays(
     Catches what would otherwise surface deep inside torch or scikit-learn: non-numeric,
     non-2-D or empty features, NaN/inf (also finite values beyond float32's range, which
     become inf once cast), and labels that are not one integer per sample.
+
+    A memory-mapped array (`is_memory_mapped`) is returned as it is, in its own dtype: casting
+    it would copy the whole file into memory, so `IndexedDataset` casts each batch instead, and
+    the NaN/inf scan reads it in chunks.
     """
     if sp.issparse(x):
         if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
@@ -62,10 +103,12 @@ def validate_arrays(
         x = sp.csr_matrix(x, dtype=np.float32)
         values = x.data
     else:
-        x = np.asarray(x)
-        if x.dtype == np.bool_:
+        mapped = is_memory_mapped(x)
+        x = x if mapped and isinstance(x, np.ndarray) else np.asarray(x)  # an np.memmap stays one
+        if x.dtype == np.bool_ and not mapped:
             x = x.astype(np.float32)
-        if x.dtype == object or not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
+        numeric = np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_
+        if x.dtype == object or not numeric or np.issubdtype(x.dtype, np.complexfloating):
             raise DataValidationError(
                 f"{source}: features must be real numbers, got dtype {x.dtype}; "
                 "encode text or categorical columns as numbers first"
@@ -79,15 +122,16 @@ def validate_arrays(
                     else "flatten images first, e.g. x.reshape(len(x), -1)"
                 )
             )
-        with np.errstate(over="ignore"):
-            x = x.astype(np.float32, copy=False)
+        if not mapped:
+            with np.errstate(over="ignore"):
+                x = x.astype(np.float32, copy=False)
         values = x
     if x.shape[0] == 0 or x.shape[1] == 0:
         raise DataValidationError(f"{source}: empty input, shape {x.shape}; it needs samples and features")
-    bad = ~np.isfinite(values)
-    if bad.any():
+    bad = count_nonfinite(values.reshape(-1, 1) if values.ndim == 1 else values)
+    if bad:
         raise DataValidationError(
-            f"{source}: {int(bad.sum())} feature values are NaN, infinite or beyond float32's range "
+            f"{source}: {bad} feature values are NaN, infinite or beyond float32's range "
             f"(|x| > {_FLOAT32_MAX:.3g}); impute, drop or rescale them first"
         )
     if y is not None:

@@ -7,6 +7,8 @@ from torch import Tensor
 
 # Guards log(0) and 0/0; far below any probability that matters in float32.
 _EPS = 1e-12
+# Rows per chunk of the in-place target distribution: its temporaries stay a few MB at any N.
+_ROW_CHUNK = 1 << 16
 
 
 def soft_assignment(z: Tensor, centers: Tensor, alpha: float = 1.0) -> Tensor:
@@ -28,13 +30,23 @@ def soft_assignment(z: Tensor, centers: Tensor, alpha: float = 1.0) -> Tensor:
     return torch.softmax(log_kernel, dim=1)
 
 
-def target_distribution(q: Tensor) -> Tensor:
+def target_distribution(q: Tensor, inplace: bool = False) -> Tensor:
     """Sharpened target p_ij = (q_ij^2 / f_j) / sum_j' (q_ij'^2 / f_j'), f_j = sum_i q_ij (DEC eq. 3).
 
     `q` must hold the soft assignments of the *whole* dataset: f_j is a dataset-wide
     cluster frequency, which is what keeps large clusters from absorbing the rest.
+
+    ``inplace=True`` overwrites ``q`` with P (same values, bit for bit; rows normalised in
+    chunks of `_ROW_CHUNK`): no second N x K array and no temporaries of size N, which is what
+    bounds the memory of a refresh on data larger than memory.
     """
-    weight = q.pow(2) / q.sum(dim=0).clamp_min(_EPS)
+    frequency = q.sum(dim=0).clamp_min(_EPS)
+    if inplace:
+        for start in range(0, len(q), _ROW_CHUNK):
+            weight = q[start : start + _ROW_CHUNK].pow_(2).div_(frequency)
+            weight.div_(weight.sum(dim=1, keepdim=True).clamp_min_(_EPS))
+        return q
+    weight = q.pow(2) / frequency
     return weight / weight.sum(dim=1, keepdim=True).clamp_min(_EPS)
 
 

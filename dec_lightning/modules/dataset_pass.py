@@ -2,16 +2,45 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import sys
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 import lightning as L
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from dec_lightning.data.validation import DataValidationError
 
 EVAL_BATCH_SIZE = 2048
+
+
+def release_free_memory() -> None:
+    """Hand freed heap pages back to the OS (glibc's ``malloc_trim``; a no-op elsewhere).
+
+    A pass frees hundreds of batch buffers, and glibc keeps up to tens of MB of freed heap
+    mapped for reuse; with data larger than memory every MB of the process counts. The same
+    remedy as Dask's "memory not released back to the OS" (dask.distributed worker-memory docs).
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (e.g. musl): nothing to trim
+        pass
+
+
+def full_precision(device: torch.device) -> AbstractContextManager:
+    """Autocast off: under ``precision="bf16-mixed"`` the passes that decide the clustering stay float32.
+
+    Mixed precision speeds up the training steps; P, the k-means input, the label changes and
+    the final assignments are computed once per refresh over the whole dataset, where bf16's
+    8-bit mantissa (~0.4% error per embedding coordinate) would move samples between clusters.
+    """
+    return torch.autocast(device_type=device.type, enabled=False)
 
 
 def whole_dataset_pass(
@@ -19,6 +48,7 @@ def whole_dataset_pass(
     pl_module: L.LightningModule,
     fn: Callable[[Tensor], Tensor],
     batch_size: int = EVAL_BATCH_SIZE,
+    rows: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Apply ``fn`` to every training sample once; return ``(outputs, labels)`` with N rows each.
 
@@ -28,28 +58,61 @@ def whole_dataset_pass(
     is sliced off, so duplicates never compete for a row (which copy wins an index-put with
     repeated indices is unspecified on CUDA). Row i is the sample whose returned index is i:
     the indices must be a permutation of 0..N-1, else `DataValidationError`, since P is
-    looked up by them. Runs without gradients and in eval mode; the mode is restored after.
+    looked up by them. Runs without gradients, in eval mode (restored after) and in float32
+    even inside an autocast region (`full_precision`).
+
+    Memory: batches are read one at a time (from a memory map too, `IndexedDataset`) and the
+    outputs are written into one preallocated tensor, never a list concatenated at the end
+    (twice the size). Labels are kept only when some sample has one (else a stride-0 view of
+    -1 is returned) and indices only when they are not 0..N-1 in order, or under DDP, so a
+    one-process pass over unlabelled data holds its outputs and nothing else of size N.
+
+    ``rows`` (sorted, distinct sample indices) restricts the pass to those samples, in that
+    order: `kmeans_on_embedding` embeds only the sample k-means is fitted on.
     """
     train_loader = trainer.train_dataloader
     if train_loader is None:
         raise RuntimeError("whole_dataset_pass needs the trainer's train dataloader; call it during fit")
     dataset = train_loader.dataset
+    expected = None if rows is None else torch.as_tensor(rows, dtype=torch.long).cpu()
+    if expected is not None:
+        dataset = Subset(dataset, expected.tolist())
     world = trainer.world_size
     sampler = (
         DistributedSampler(dataset, num_replicas=world, rank=trainer.global_rank, shuffle=False) if world > 1 else None
     )
     loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=train_loader.collate_fn)
+    n = len(dataset)
+    size = len(sampler) if sampler is not None else n  # rows this process evaluates
+    device = pl_module.device
+    output: Tensor | None = None
+    label: Tensor | None = None
+    index: Tensor | None = None
+    filled = 0
     was_training = pl_module.training
     pl_module.eval()
-    outputs, labels, indices = [], [], []
-    with torch.no_grad():
-        for x, y, index in loader:
-            outputs.append(fn(x.to(pl_module.device)))
-            labels.append(y.to(pl_module.device))
-            indices.append(index.to(pl_module.device))
+    with torch.no_grad(), full_precision(device):
+        for x, y, batch_index in loader:
+            out = fn(x.to(device))
+            end = filled + len(out)
+            if end > size:
+                raise DataValidationError(f"whole-dataset pass: the training dataset returned more than {size} rows")
+            if output is None:
+                output = out.new_empty((size, *out.shape[1:]))
+            output[filled:end] = out
+            if label is None and (world > 1 or bool((y >= 0).any())):
+                label = torch.full((size,), -1, dtype=y.dtype, device=device)  # rows before: unlabelled
+            if label is not None:
+                label[filled:end] = y
+            if index is None and (world > 1 or not torch.equal(batch_index, _positions(expected, filled, end))):
+                index = _positions(expected, 0, size).to(device, copy=True)  # rows before matched their position
+            if index is not None:
+                index[filled:end] = batch_index
+            filled = end
     pl_module.train(was_training)
-    output, label, index = torch.cat(outputs), torch.cat(labels), torch.cat(indices)
-    n = len(dataset)
+    release_free_memory()
+    if output is None or filled < size:
+        raise DataValidationError(f"whole-dataset pass: the training dataset returned {filled} rows for {size} samples")
     if world > 1:
         # Rank r holds positions r, r + world, ... of range(N) padded to world * ceil(N / world)
         # by wrapping to the start: (world, per_rank) -> (per_rank, world) -> flat is that padded
@@ -58,13 +121,22 @@ def whole_dataset_pass(
         output, label, index = (
             trainer.strategy.all_gather(t).transpose(0, 1).flatten(0, 1)[:n] for t in (output, label, index)
         )
-    expected = torch.arange(n, device=index.device)
-    if not torch.equal(index, expected):  # one check on the usual path: index i at position i
-        index, order = index.sort()
-        if not torch.equal(index, expected):
-            raise DataValidationError(_index_message(index, n))
-        output, label = output[order], label[order]
+    if index is not None:
+        expected = _positions(expected, 0, n).to(index.device)
+        if not torch.equal(index, expected):  # one check on the usual path: index i at position i
+            index, order = index.sort()
+            if not torch.equal(index, expected):
+                raise DataValidationError(_index_message(index, n))
+            output = output[order]
+            label = None if label is None else label[order]
+    if label is None:
+        label = torch.full((1,), -1, dtype=torch.long, device=output.device).expand(n)
     return output, label
+
+
+def _positions(rows: Tensor | None, start: int, stop: int) -> Tensor:
+    """The sample indices expected at positions start..stop-1 of a pass: ``rows`` or 0..N-1, never built whole."""
+    return torch.arange(start, stop) if rows is None else rows[start:stop]
 
 
 def _index_message(sorted_index: Tensor, n: int) -> str:

@@ -18,9 +18,12 @@ from dec_lightning.data.validation import ConfigError, check_model_fits_data, re
 from dec_lightning.encoders.mlp import mirror_decoder
 from dec_lightning.metrics.clustering import clustering_scores, label_change_fraction
 from dec_lightning.modules.assignment import kl_per_sample, soft_assignment, target_distribution
-from dec_lightning.modules.dataset_pass import whole_dataset_pass
+from dec_lightning.modules.dataset_pass import full_precision, whole_dataset_pass
 from dec_lightning.modules.optim import dec_sgd
 from dec_lightning.modules.reduction import sample_weights, weighted_mse
+
+# Rows per chunk when a refresh writes the new labels over the old ones (a few MB of temporaries at any N).
+_LABEL_CHUNK = 1 << 16
 
 _RESAVE_ENCODER = (
     "python -c \"import torch; s = torch.load('{path}', weights_only=False)['state_dict']; "
@@ -174,12 +177,29 @@ class DEC(L.LightningModule):
         return soft_assignment(self.encoder(x), self.centers, self.hparams.alpha)
 
     def update_target(self, q: Tensor) -> None:
-        """Set P from the soft assignments of the whole dataset and track label changes."""
-        labels = q.argmax(dim=1)
-        if self.labels is not None:
-            self.delta_label = label_change_fraction(labels, self.labels.to(labels.device))
-        self.target = target_distribution(q)
-        self.labels = labels
+        """Set P from the soft assignments of the whole dataset and track label changes.
+
+        P is computed in place: ``q``'s storage becomes ``target`` (pass a copy to keep Q), and
+        the new labels overwrite the previous ones chunk by chunk, so a refresh holds one N x K
+        array and one label array instead of Q, P, two label arrays and their temporaries
+        (data larger than memory, README).
+        """
+        old = self.labels
+        if old is not None and old.shape == (len(q),) and old.dtype == torch.long and old.device == q.device:
+            changed = 0
+            for start in range(0, len(q), _LABEL_CHUNK):
+                new = q[start : start + _LABEL_CHUNK].argmax(dim=1)
+                changed += int((new != old[start : start + _LABEL_CHUNK]).sum())
+                old[start : start + _LABEL_CHUNK] = new
+            # as `label_change_fraction`'s float32 mean, so logged values and stopping match it
+            self.delta_label = float(torch.tensor(float(changed)) / len(q)) if len(q) else 0.0
+            labels = old
+        else:
+            labels = q.argmax(dim=1)
+            if old is not None:
+                self.delta_label = label_change_fraction(labels, old.to(labels.device))
+            self.labels = labels
+        self.target = target_distribution(q.detach(), inplace=True)
         self.refresh_count += 1
         self._check_cluster_sizes(labels)
 
@@ -215,9 +235,12 @@ class DEC(L.LightningModule):
             )
 
     def on_train_end(self) -> None:
-        """Assign the whole dataset with the final model and score it against known labels."""
-        q, y = whole_dataset_pass(self.trainer, self, self.forward)
-        self.labels = q.argmax(dim=1)
+        """Assign the whole dataset with the final model and score it against known labels.
+
+        The pass returns only each row's argmax, not Q: N labels instead of N x K floats.
+        """
+        self.labels = None  # replaced below; not held twice at the peak
+        self.labels, y = whole_dataset_pass(self.trainer, self, lambda x: self(x).argmax(dim=1))
         self.scores = clustering_scores(self.labels, y)
         if self.scores:
             for logger in self.trainer.loggers:
@@ -293,7 +316,8 @@ class DEC(L.LightningModule):
 
     def predict_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
         x, y, index = batch
-        q = self(x)
+        with full_precision(self.device):  # final assignments in float32, as the whole-dataset passes
+            q = self(x)
         return {"index": index, "q": q, "labels": q.argmax(dim=1), "y": y}
 
     def configure_optimizers(self) -> Any:
