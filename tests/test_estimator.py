@@ -47,9 +47,9 @@ def fitted(data) -> DEC:
 
 
 def test_init_only_stores_parameters_and_clones() -> None:
-    est = DEC(n_clusters=3, hidden_dims=(8, 8), tol=0.01, seed=7)
+    est = DEC(n_clusters=3, hidden_dims=(8, 8), tol=0.01, random_state=7)
     params = est.get_params()
-    assert (params["n_clusters"], params["hidden_dims"], params["tol"], params["seed"]) == (3, (8, 8), 0.01, 7)
+    assert (params["n_clusters"], params["hidden_dims"], params["tol"], params["random_state"]) == (3, (8, 8), 0.01, 7)
     assert not [name for name in vars(est) if name.endswith("_")]  # no fitted attribute before fit
     copy = clone(est)
     assert copy is not est and copy.get_params() == params
@@ -101,7 +101,7 @@ def test_transform_gives_encoder_embeddings(fitted: DEC, data) -> None:
 
 def test_predict_rejects_other_feature_counts(fitted: DEC, data) -> None:
     x, _ = data
-    with pytest.raises(DataValidationError, match=f"X has 15 features.*fitted on {BLOBS_DIM}"):
+    with pytest.raises(DataValidationError, match=f"X has 15 features, but DEC is expecting {BLOBS_DIM} features"):
         fitted.predict(x[:, :15])
 
 
@@ -190,7 +190,7 @@ def test_fit_predict_is_seeded_quiet_and_leaves_global_rng_alone(fitted: DEC, da
     np.testing.assert_array_equal(labels, fitted.labels_)  # same seed, same clustering
     assert torch.equal(torch.get_rng_state(), torch_state)
     np.testing.assert_array_equal(np.random.get_state()[1], numpy_state)
-    other_seed = DEC(**{**SMALL, "seed": 1, "pretrain_steps": 0, "cluster_steps": 1}).fit(x)
+    other_seed = DEC(**{**SMALL, "random_state": 1, "pretrain_steps": 0, "cluster_steps": 1}).fit(x)
     assert other_seed.scores_ == {}  # no labels given, no scores
 
 

@@ -262,7 +262,7 @@ def test_cli_usage_on_unknown_command(capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
         run_cli(["fit", "--config", CONFIG])
     assert exit_info.value.code == 2
-    assert "usage: dec-lightning {pretrain,cluster,run,predict}" in capsys.readouterr().err
+    assert "usage: dec-lightning {pretrain,cluster,run,predict,select-k}" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")

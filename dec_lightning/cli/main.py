@@ -11,6 +11,7 @@ the pretraining schedule.
     dec-lightning cluster --config configs/digits.yaml --model.pretrained PATH.ckpt
     dec-lightning cluster --config configs/digits.yaml --ckpt_path DEC.ckpt        # resume
     dec-lightning predict --config configs/digits.yaml --ckpt_path DEC.ckpt --output_dir DIR
+    dec-lightning select-k --config configs/digits.yaml --k 5:15                  # choose K (DEC sec. 5.5)
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ COMMANDS = {
     "cluster": "run DEC from a pretrained encoder (--model.pretrained PATH)",
     "run": "pretrain, then cluster, in one process",
     "predict": "assign the config's data with a trained DEC checkpoint (--ckpt_path, --output_dir)",
+    "select-k": "choose K by DEC's generalizability on held-out data (--k 5:15, --holdout 0.2)",
 }
 
 
@@ -185,6 +187,10 @@ def run_cli(args: list[str] | None = None) -> DECLightningCLI:
         from dec_lightning.cli.predict import run_predict  # imports this module
 
         return run_predict(rest)
+    if command == "select-k":
+        from dec_lightning.cli.select_k import run_select_k  # imports this module
+
+        return run_select_k(rest)
     start = time.perf_counter()
     cli = build_cli(command, rest, save_config_kwargs={"overwrite": True})
     validate_inputs(cli, command)
