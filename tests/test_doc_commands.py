@@ -56,6 +56,7 @@ COVERED = {
     "--output_dir predictions/ --data dec_lightning.data.ArrayDataModule --data.data new.csv": "test_digits_workflow",
     "tensorboard --logdir runs/digits": "test_digits_workflow",
     "dec-lightning run --config configs/digits.yaml --print_config": "test_print_config",
+    "dec-lightning run --config configs/digits.yaml --trainer.precision bf16-mixed": "test_bf16_mixed_run",
     "dec-lightning run --config configs/digits.yaml --data dec_lightning.data.ArrayDataModule --data.data "
     "my_features.csv --data.label_column label --encoder.init_args.dims '[20, 500, 500, 2000, 10]' "
     "--model.n_clusters 5": "test_own_data",
@@ -67,6 +68,7 @@ COVERED = {
     "dec-lightning predict --config cfg.yaml --ckpt_path DEC.ckpt --output_dir out/": "test_troubleshooting_examples",
     "dec-lightning predict --config cfg.yaml --ckpt_path DEC.ckpt --output_dir out/ --data ArrayDataModule "
     "--data.data new.csv": "test_troubleshooting_examples",
+    "dec-lightning select-k --config configs/digits.yaml --k 5:15": "test_select_k_command",
 }
 NOT_RUN = {
     "make test": "this suite itself; CI runs it through .ci/run",
@@ -224,6 +226,14 @@ def test_print_config(workspace: Path) -> None:
     assert "class_path: dec_lightning.encoders.MLPEncoder" in out and "layerwise_steps: 600" in out
 
 
+def test_bf16_mixed_run(workspace: Path) -> None:
+    """Both stages train under bf16 autocast (Lightning announces it once per trainer) and still cluster."""
+    command = "dec-lightning run --config configs/digits.yaml --trainer.precision bf16-mixed"
+    result = run_documented(command, workspace, *TINY, "--trainer.logger.init_args.save_dir", "runs/bf16")
+    assert summary_acc(ok(result)) > 0.3
+    assert result.stderr.count("Using bfloat16 Automatic Mixed Precision") == 2, result.stderr[-2000:]
+
+
 def test_own_data(workspace: Path) -> None:
     command = next(c for c in COVERED if "my_features.csv" in c)
     tiny = ("--encoder.init_args.dims", "[20, 32, 10]", *TINY[2:], "--trainer.logger.init_args.save_dir", "runs/own")
@@ -296,6 +306,19 @@ def test_ddp_cli_matches_one_process(workspace: Path) -> None:
         digits_labels(newest(workspace, f"runs/{d}/cluster/version_*/checkpoints/*.ckpt")) for d in ("ddp2", "one")
     ]
     assert adjusted_rand_score(*labels) >= 0.99
+
+
+def test_select_k_command(workspace: Path) -> None:
+    """The README's select-k command: one CSV row per K of 5:15, one of them the pick printed last."""
+    result = run_documented("dec-lightning select-k --config configs/digits.yaml --k 5:15", workspace, *TINY)
+    last = ok(result).strip().splitlines()[-1]
+    match = re.match(r"^recommended K=(\d+) \(rule: the K just before the sharpest drop of generalizability", last)
+    assert match, last
+    with open(newest(workspace, "runs/digits/select_k/version_*/select_k.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["k"]) for r in rows] == list(range(5, 16))
+    assert [int(r["k"]) for r in rows if r["recommended"] == "1"] == [int(match.group(1))]
+    assert all(float(r["generalizability"]) > 0 and 0 < float(r["acc"]) <= 1 for r in rows)
 
 
 def test_mnist_runs(workspace: Path) -> None:
