@@ -33,14 +33,15 @@ import fcntl
 import functools
 import json
 import os
-import platform
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
+from _common import cpu_model
 from beyond_pipeline import cluster, mean_std, pretrain, quiet
 from image_data import load
 
@@ -200,7 +201,8 @@ def main() -> None:
     for name in args.datasets:
         rows += run(name, args.seeds)
     RESULTS.mkdir(exist_ok=True)
-    with open(RESULTS / ".reclustering.lock", "w") as lock:  # processes run side by side: merge under a lock
+    lock_path = Path(tempfile.gettempdir()) / "dec_lightning_reclustering.lock"
+    with open(lock_path, "w") as lock:  # processes run side by side: merge under a lock
         fcntl.flock(lock, fcntl.LOCK_EX)
         old = json.loads(JSON.read_text()) if JSON.is_file() else {"rows": [], "commands": [], "load": []}
         done = {(r["dataset"], r["seed"]) for r in rows}
@@ -208,7 +210,7 @@ def main() -> None:
             "schedules": SCHEDULES,
             "reinit_n_init": REINIT_N_INIT,
             "brb_reset_factor": BRB_RESET_FACTOR,
-            "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
+            "machine": f"{cpu_model()}, torch {torch.__version__}, "
             f"{torch.get_num_threads()} thread per process, 2 shared cores",
             "commands": [*old["commands"], command],
             "load": [*old["load"], load_avg],
