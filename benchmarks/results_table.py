@@ -26,6 +26,8 @@ VARIANTS = (
     "mnist_fast_idec_aug",
     "mnist_fast_kl_rec_aug",
     "mnist_conv_idec_aug_e25",
+    "mnist_plain_glorot",
+    "mnist_plain_pytorchinit",
     "usps_tuned",
     "usps_conv_idec_aug",
 )

@@ -29,6 +29,8 @@ SCHEDULES = (
     "mnist_fast_idec_aug_short",
     "mnist_fast_kl_rec_aug",
     "mnist_fast_idec_aug",
+    "mnist_plain_glorot",
+    "mnist_plain_pytorchinit",
 )
 
 
