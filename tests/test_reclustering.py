@@ -23,12 +23,8 @@ from dec_lightning.data import ArrayDataModule
 from dec_lightning.encoders import ConvEncoder, MLPEncoder
 from dec_lightning.metrics import clustering_scores
 from dec_lightning.modules import DEC, DKM
-from dec_lightning.modules.dkm import (
-    dkm_alpha_schedule,
-    dkm_clustering_loss,
-    kmeans_soft_assignment,
-    squared_distances,
-)
+from dec_lightning.modules.assignment import squared_distances
+from dec_lightning.modules.dkm import dkm_alpha_schedule, dkm_clustering_loss, kmeans_soft_assignment
 
 K = 4
 

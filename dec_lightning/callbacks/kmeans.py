@@ -8,6 +8,7 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import KMeans
 from torch import Tensor
 
+from dec_lightning.modules.assignment import squared_distances
 from dec_lightning.modules.dataset_pass import release_free_memory, whole_dataset_pass
 
 
@@ -65,7 +66,7 @@ def kmeans_on_embedding(
 
 def nearest_center(z: Tensor, centers: Tensor) -> Tensor:
     """Index of the nearest centre of each embedding (squared distances from the differences, in float64)."""
-    return (z.double()[:, None, :] - centers.double()[None, :, :]).pow(2).sum(dim=-1).argmin(dim=1)
+    return squared_distances(z.double(), centers.double()).argmin(dim=1)
 
 
 def match_clusters(new_labels: Tensor, old_labels: Tensor, n_clusters: int) -> Tensor:

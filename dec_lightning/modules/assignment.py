@@ -11,6 +11,11 @@ _EPS = 1e-12
 _ROW_CHUNK = 1 << 16
 
 
+def squared_distances(z: Tensor, centers: Tensor) -> Tensor:
+    """``d_ij = ||z_i - mu_j||^2``, summed from the differences (see `soft_assignment`: no cdist cancellation)."""
+    return (z[:, None, :] - centers[None, :, :]).pow(2).sum(dim=-1)
+
+
 def soft_assignment(z: Tensor, centers: Tensor, alpha: float = 1.0) -> Tensor:
     """Student's t similarity between embeddings and centres, normalised per row (DEC eq. 1).
 
@@ -25,7 +30,7 @@ def soft_assignment(z: Tensor, centers: Tensor, alpha: float = 1.0) -> Tensor:
     in float32). The price is an N x K x D intermediate: 8 MB for N=2048 (the whole-dataset
     pass batch), K=100, D=10, so callers should keep passing batches rather than all rows.
     """
-    sq_dist = (z[:, None, :] - centers[None, :, :]).pow(2).sum(dim=-1)
+    sq_dist = squared_distances(z, centers)
     log_kernel = -(alpha + 1.0) / 2.0 * torch.log1p(sq_dist / alpha)
     return torch.softmax(log_kernel, dim=1)
 

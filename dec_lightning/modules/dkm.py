@@ -24,6 +24,7 @@ from torch.optim import Adam, Optimizer
 
 from dec_lightning.data.validation import ConfigError
 from dec_lightning.metrics.clustering import clustering_scores, label_change_fraction
+from dec_lightning.modules.assignment import squared_distances
 from dec_lightning.modules.dataset_pass import whole_dataset_pass
 from dec_lightning.modules.dec import DEC
 from dec_lightning.modules.reduction import sample_weights
@@ -53,11 +54,6 @@ def dkm_alpha_schedule(n_alphas: int = DKM_N_ALPHAS, alpha_start: float = DKM_AL
     for i in range(1, n_alphas):
         alphas.append(2 ** (1 / math.log(i + 1) ** 2) * alphas[-1])
     return alphas
-
-
-def squared_distances(z: Tensor, centers: Tensor) -> Tensor:
-    """``d_ik = ||z_i - r_k||^2``, summed from differences (see `soft_assignment`: no cdist cancellation)."""
-    return (z[:, None, :] - centers[None, :, :]).pow(2).sum(dim=-1)
 
 
 def kmeans_soft_assignment(sq_dist: Tensor, alpha: float) -> Tensor:
