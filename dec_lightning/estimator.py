@@ -45,8 +45,7 @@ from dec_lightning.data.indexed import IndexedDataset
 from dec_lightning.data.validation import ConfigError, DataValidationError, validate_arrays
 from dec_lightning.encoders.mlp import MLPEncoder
 from dec_lightning.files import atomic_write
-from dec_lightning.modules.assignment import soft_assignment
-from dec_lightning.modules.dataset_pass import EVAL_BATCH_SIZE
+from dec_lightning.modules.dataset_pass import embed_and_assign
 from dec_lightning.modules.dec import DEC as DECModule
 from dec_lightning.modules.dec import load_checkpoint_file
 from dec_lightning.modules.pretrain import AutoencoderPretraining
@@ -409,18 +408,9 @@ class DEC(ClusterMixin, TransformerMixin, BaseEstimator):
         ``forward`` does, with the batch size of the module's whole-dataset pass, so
         ``predict(X_train)`` reproduces ``labels_`` exactly.
         """
-        module = self._check_fitted()
-        dataset = IndexedDataset(self._validate_X(X, reset=False))
-        device = self._device()
-        module.to(device).eval()
-        alpha = module.hparams.alpha
-        out = []
-        with torch.no_grad():
-            for start in range(0, len(dataset), EVAL_BATCH_SIZE):
-                batch = dataset.rows(torch.arange(start, min(start + EVAL_BATCH_SIZE, len(dataset)))).to(device)
-                z = module.embed(batch)
-                out.append((soft_assignment(z, module.centers, alpha) if assign else z).cpu())
-        return torch.cat(out).numpy()
+        module = self._check_fitted().to(self._device())
+        z, q = embed_and_assign(module, IndexedDataset(self._validate_X(X, reset=False)))
+        return (q if assign else z).numpy()
 
     def predict_proba(self, X: np.ndarray | sp.spmatrix) -> np.ndarray:
         """Soft assignments Q (n_samples, n_clusters), DEC eq. 1; rows sum to 1."""

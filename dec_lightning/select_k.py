@@ -42,8 +42,8 @@ from dec_lightning.data.indexed import IndexedDataset
 from dec_lightning.data.validation import ConfigError
 from dec_lightning.files import atomic_write
 from dec_lightning.metrics.clustering import clustering_scores
-from dec_lightning.modules.assignment import kl_divergence, soft_assignment, target_distribution
-from dec_lightning.modules.dataset_pass import EVAL_BATCH_SIZE
+from dec_lightning.modules.assignment import kl_divergence, target_distribution
+from dec_lightning.modules.dataset_pass import embed_and_assign
 
 RULE = (
     "the K just before the sharpest drop of generalizability G = L_train / L_holdout between consecutive "
@@ -242,21 +242,6 @@ def _csv_value(v: float) -> str:
     if isinstance(v, float):
         return "" if math.isnan(v) else f"{v:.6g}"
     return str(v)
-
-
-@torch.no_grad()
-def embed_and_assign(module: L.LightningModule, dataset: IndexedDataset) -> tuple[Tensor, Tensor]:
-    """Embeddings z and soft assignments Q (eq. 1) of every sample of ``dataset``, in eval mode, on the CPU."""
-    was_training = module.training
-    module.eval()
-    zs, qs = [], []
-    for start in range(0, len(dataset), EVAL_BATCH_SIZE):
-        x = dataset.rows(torch.arange(start, min(start + EVAL_BATCH_SIZE, len(dataset)))).to(module.device)
-        z = module.embed(x)
-        zs.append(z.float().cpu())
-        qs.append(soft_assignment(z, module.centers, module.hparams.alpha).float().cpu())
-    module.train(was_training)
-    return torch.cat(zs), torch.cat(qs)
 
 
 def score_k(

@@ -13,7 +13,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
+from dec_lightning.data.indexed import IndexedDataset
 from dec_lightning.data.validation import DataValidationError
+from dec_lightning.modules.assignment import soft_assignment
 
 EVAL_BATCH_SIZE = 2048
 
@@ -150,3 +152,23 @@ def _index_message(sorted_index: Tensor, n: int) -> str:
         "returns its parent's indices: build a new dataset from the selected rows instead, e.g. "
         "IndexedDataset(x[rows], y[rows])"
     )
+
+
+@torch.no_grad()
+def embed_and_assign(module: L.LightningModule, dataset: IndexedDataset) -> tuple[Tensor, Tensor]:
+    """Embeddings z and DEC's soft assignments Q (eq. 1) of every sample of ``dataset``, in eval mode, on the CPU.
+
+    The pass without a trainer (the estimator's predict/transform, select-k's scores): the
+    encoder runs once per batch of `EVAL_BATCH_SIZE`, as in `whole_dataset_pass`, and Q comes
+    from that z, so predicting the training data reproduces the labels of the fit exactly.
+    """
+    was_training = module.training
+    module.eval()
+    zs, qs = [], []
+    for start in range(0, len(dataset), EVAL_BATCH_SIZE):
+        x = dataset.rows(torch.arange(start, min(start + EVAL_BATCH_SIZE, len(dataset)))).to(module.device)
+        z = module.embed(x)
+        zs.append(z.float().cpu())
+        qs.append(soft_assignment(z, module.centers, module.hparams.alpha).float().cpu())
+    module.train(was_training)
+    return torch.cat(zs), torch.cat(qs)
