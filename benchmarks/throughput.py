@@ -134,19 +134,21 @@ def lightning_run(
     profiler: Any = None,
     fused: bool = False,
     precision: str = "32-true",
+    accelerator: str = "cpu",
 ) -> tuple[float, float]:
     """(b): `AutoencoderPretraining` fine-tuning under `lightning.Trainer`; returns (timed s, whole fit() s).
 
     ``fused``: Adam's one-kernel update (``Adam(fused=True)``) instead of the default multi-tensor one,
     an optimizer setting a config can choose (``optimizer.init_args.fused: true``).
     ``precision``: the Trainer's, e.g. ``"bf16-mixed"`` (``trainer.precision`` in a config).
+    ``accelerator``: the Trainer's; ``"gpu"`` times the same step on a GPU.
     """
     torch.manual_seed(seed)
     optimizer = functools.partial(torch.optim.Adam, lr=LR, fused=True if fused else None)
     module = AutoencoderPretraining(MLPEncoder(DIMS), finetune_steps=warmup + steps, optimizer=optimizer)
     timer = _StepTimer(warmup, steps)
     trainer = L.Trainer(
-        accelerator="cpu",
+        accelerator=accelerator,
         devices=1,
         max_steps=warmup + steps,
         logger=False,
