@@ -8,6 +8,7 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import KMeans
 from torch import Tensor
 
+from dec_lightning.callbacks.graph_start import graph_spectral_labels, group_means
 from dec_lightning.modules.assignment import squared_distances
 from dec_lightning.modules.dataset_pass import release_free_memory, whole_dataset_pass
 
@@ -19,6 +20,8 @@ def kmeans_on_embedding(
     seed: int | None,
     max_samples: int | None = None,
     with_labels: bool = True,
+    micro_clusters: int | None = None,
+    n_neighbors: int = 10,
 ) -> tuple[Tensor, Tensor | None]:
     """Return k-means ``(centers, labels)`` of the current embedding, identical on every rank.
 
@@ -34,6 +37,10 @@ def kmeans_on_embedding(
     approximation algorithms for clustering via random sampling", Random Struct. Algorithms
     30:226-256). The labels are then each sample's nearest centre, from a second pass;
     ``with_labels=False`` skips it and returns ``None`` (`KMeansInit` needs only the centres).
+
+    ``micro_clusters``: instead of k-means, spectral clustering of the embedding's
+    nearest-neighbour graph coarsened into that many k-means micro-clusters
+    (`graph_spectral_labels`); the centres are the means of its groups.
     """
     random_state = seed if seed is not None else torch.initial_seed() % 2**32
     n = len(trainer.train_dataloader.dataset)
@@ -47,12 +54,17 @@ def kmeans_on_embedding(
     if trainer.is_global_zero:
         data = embedding.double().cpu().numpy()
         del embedding  # the float64 copy is what k-means reads
-        # copy_x=False: k-means centres our own copy in place instead of copying it again (same result)
-        kmeans = KMeans(pl_module.n_clusters, n_init=n_init, random_state=random_state, copy_x=False)
-        labels = kmeans.fit_predict(data)
+        if micro_clusters:
+            labels = graph_spectral_labels(data, pl_module.n_clusters, micro_clusters, n_neighbors, random_state)
+            centers = group_means(data, labels, pl_module.n_clusters)
+        else:
+            # copy_x=False: k-means centres our own copy in place instead of copying it again (same result)
+            kmeans = KMeans(pl_module.n_clusters, n_init=n_init, random_state=random_state, copy_x=False)
+            labels = kmeans.fit_predict(data)
+            centers = kmeans.cluster_centers_
         del data
         release_free_memory()
-        result = (torch.from_numpy(kmeans.cluster_centers_).float(), torch.from_numpy(labels).long())
+        result = (torch.from_numpy(centers).float(), torch.from_numpy(labels).long())
     else:
         del embedding
     centers, labels = trainer.strategy.broadcast(result, src=0)
