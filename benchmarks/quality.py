@@ -48,9 +48,14 @@ class BenchmarkProbe(L.Callback):
     the latest refresh of P. The first refresh assigns each sample to its nearest k-means
     centre, so its scores are the AE + k-means baseline; the ACC of every refresh, with its
     step and time, shows how soon a schedule reaches a target (time to accuracy).
+
+    ``save_embedding``: a folder; the pretrained embedding of every sample (float32, in index
+    order) and the labels are saved there as ``z_seed<seed>.npy`` and ``y.npy`` when clustering
+    starts, for `benchmarks/start_diagnosis.py`.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, save_embedding: str | None = None) -> None:
+        self.save_embedding = save_embedding
         self.times: dict[str, float] = {}
         self.baseline: dict[str, float] = {}
         self.trajectory: list[dict[str, float]] = []
@@ -60,6 +65,16 @@ class BenchmarkProbe(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.times["kmeans_done"] = time.perf_counter()
+        if self.save_embedding:
+            import numpy as np
+
+            from dec_lightning.modules import whole_dataset_pass
+
+            out = Path(self.save_embedding)
+            out.mkdir(parents=True, exist_ok=True)
+            embedding, _ = whole_dataset_pass(trainer, pl_module, pl_module.embed)
+            np.save(out / f"z_seed{torch_seed()}.npy", embedding.float().cpu().numpy())
+            np.save(out / "y.npy", np.asarray(trainer.datamodule.dataset.y))
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         seen = self.trajectory[-1]["refresh"] if self.trajectory else 0
@@ -81,6 +96,11 @@ class BenchmarkProbe(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.times["train_end"] = time.perf_counter()
+
+
+def torch_seed() -> str:
+    """The run's seed as `seed_everything` recorded it."""
+    return os.environ.get("PL_GLOBAL_SEED", "unseeded")
 
 
 def machine_info() -> dict[str, Any]:
@@ -171,6 +191,7 @@ def run_seed(
     extra: list[str],
     workdir: Path,
     variants: dict[str, list[str]] | None = None,
+    save_embedding: str | None = None,
 ) -> dict[str, Any]:
     """One seed of ``dec-lightning run``; each variant then clusters again from the same pretrained autoencoder.
 
@@ -186,7 +207,7 @@ def run_seed(
         "false",
         "--trainer.enable_model_summary",
         "false",
-        f"--trainer.callbacks+={PROBE}",
+        "--trainer.callbacks+=" + json.dumps({"class_path": PROBE, "init_args": {"save_embedding": save_embedding}}),
         *extra,
     ]
     load_start = os.getloadavg()
@@ -414,6 +435,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="also cluster each seed's pretrained autoencoder with these extra arguments (repeatable), "
         "e.g. 'old=--model.clustering_weight 1 --model.reconstruction_weight 0.1'",
     )
+    parser.add_argument(
+        "--save-embedding",
+        metavar="DIR",
+        help="save each seed's pretrained embedding and the labels there (for benchmarks/start_diagnosis.py)",
+    )
     parser.add_argument("extra", nargs=argparse.REMAINDER, help="after --: more dec-lightning arguments")
     args = parser.parse_args(argv)
 
@@ -472,7 +498,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     runs = []
     with tempfile.TemporaryDirectory(prefix="dec-bench-") as workdir:
         for seed in seeds:
-            runs.append(run_seed(config, seed, args.data_dir, extra, Path(workdir), variants))
+            runs.append(run_seed(config, seed, args.data_dir, extra, Path(workdir), variants, args.save_embedding))
             print(json.dumps(runs[-1]), flush=True)
             summary = summarize(args.dataset, config, runs, results)
             # written after every seed, so a long run that is stopped keeps what it measured

@@ -59,3 +59,32 @@ def test_merge_refuses_mixed_configs_and_repeated_seeds(tmp_path: Path) -> None:
     for files in ([a, other], [a, same_seed]):
         with pytest.raises(SystemExit):
             quality.main(["--dataset", "usps", "--merge", *map(str, files), "--out-dir", str(tmp_path), "--name", "m"])
+
+
+def test_save_embedding_writes_the_pretrained_embedding_the_diagnosis_reads(tmp_path: Path) -> None:
+    """``--save-embedding``: one seed's embedding in index order and the labels, read by start_diagnosis."""
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    from benchmarks import start_diagnosis
+
+    emb = tmp_path / "emb"
+    summary = quality.main(
+        ["--dataset", "digits", "--seed-list", "4", "--out-dir", str(tmp_path), "--save-embedding", str(emb),
+         "--", "--pretrain.finetune_steps", "3", "--trainer.max_steps", "2"]
+    )  # fmt: skip
+    z, y = np.load(emb / "z_seed4.npy"), np.load(emb / "y.npy")
+    assert z.shape == (1797, 10) and z.dtype == np.float32 and np.isfinite(z).all()
+    np.testing.assert_array_equal(y, load_digits().target)
+    # the first refresh of P assigns each sample to its nearest k-means centre of this embedding
+    import torch
+    from sklearn.cluster import KMeans
+
+    from dec_lightning.metrics.clustering import clustering_scores
+
+    labels = KMeans(10, n_init=20, random_state=4).fit_predict(z.astype(np.float64))
+    acc = clustering_scores(torch.from_numpy(labels), torch.from_numpy(y))["acc"]
+    assert abs(acc - summary["runs"][0]["baseline"]["acc"]) < 0.02
+    record = start_diagnosis.diagnose(z.astype(np.float64), y, 10)
+    assert 0 < record["kmeans20_acc"] <= record["kmeans_singles_best_acc"] + 0.05
+    assert len(record["kmeans_singles_by_inertia"]) == 30
