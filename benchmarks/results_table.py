@@ -28,6 +28,7 @@ VARIANTS = (
     "mnist_conv_idec_aug_e25",
     "mnist_plain_glorot",
     "mnist_plain_pytorchinit",
+    "mnist_plain_dec",
     "mnist_idec_aug_gpu_kmeans",
     "mnist_idec_aug_gpu_graph",
     "usps_tuned",

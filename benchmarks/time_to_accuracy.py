@@ -32,6 +32,7 @@ SCHEDULES = (
     "mnist_fast_idec_aug",
     "mnist_plain_glorot",
     "mnist_plain_pytorchinit",
+    "mnist_plain_dec",
 )
 
 
