@@ -118,6 +118,7 @@ def run_worker(spec: dict[str, Any]) -> None:
     ``REINIT_STEPS`` (no tolerance stop) so that it re-initialises twice.
     """
     reinit = bool(spec.get("reinit", False))
+    micro_clusters = spec.get("micro_clusters")  # the graph start instead of k-means
     torch.set_num_threads(1)
     devices = int(spec["devices"])
     L.seed_everything(SEED)
@@ -135,7 +136,7 @@ def run_worker(spec: dict[str, Any]) -> None:
         enable_progress_bar=False,
         enable_model_summary=False,
         callbacks=[
-            KMeansInit(n_init=4, seed=SEED),
+            KMeansInit(n_init=4, seed=SEED, micro_clusters=micro_clusters),
             TargetDistributionRefresh(update_interval=UPDATE_INTERVAL),
             RankProbe(spec["out"]),
             ToleranceStopping(tol=0.0 if reinit else TOL),
@@ -148,9 +149,10 @@ def run_worker(spec: dict[str, Any]) -> None:
 # ----------------------------------------------------------------------------- test side
 
 
-def launch(devices: int, weights: Path, out: Path, reinit: bool = False) -> None:
+def launch(devices: int, weights: Path, out: Path, reinit: bool = False, micro_clusters: int | None = None) -> None:
     """Run the worker in its own process group; kill the whole group if it outlives the timeout."""
     spec = {"devices": devices, "weights": str(weights), "out": str(out), "reinit": reinit}
+    spec["micro_clusters"] = micro_clusters
     launch_worker(__file__, spec, out, WORKER_TIMEOUT_S, f"{devices}-process clustering")
 
 
@@ -292,6 +294,24 @@ def test_centroid_reinit_under_ddp(weights: Path, tmp_path: Path) -> None:
     assert rank0["global_step"] == rank1["global_step"] == single["global_step"] == REINIT_STEPS
     ari = adjusted_rand_score(single["labels"], rank0["labels"])
     assert ari >= 0.99, f"DDP and single-process labelings disagree after CentroidReinit: ARI={ari:.4f}"
+
+
+@pytest.mark.slow
+def test_graph_start_under_ddp(weights: Path, runs: dict[int, Path], tmp_path: Path) -> None:
+    """The graph start runs on rank 0 and is broadcast: the same centres as one process, ranks in step."""
+    outs = {1: tmp_path / "single", 2: tmp_path / "ddp"}
+    for devices, out in outs.items():
+        launch(devices, weights, out, micro_clusters=50)
+    (single,) = read_ranks(outs[1], 1)
+    rank0, rank1 = read_ranks(outs[2], 2)
+    init = [torch.load(outs[d] / "first_refresh_rank0.pt", weights_only=True)["state"]["centers"] for d in (1, 2)]
+    torch.testing.assert_close(init[1], init[0], atol=1e-5, rtol=1e-5)
+    kmeans = torch.load(runs[1] / "first_refresh_rank0.pt", weights_only=True)["state"]["centers"]
+    assert not torch.allclose(init[0], kmeans, atol=1e-3)  # the graph start ran, not k-means
+    assert rank0["refreshes"] == rank1["refreshes"] and rank0["labels"] == rank1["labels"]
+    assert all(r["p_equal"] and r["centers_equal"] for r in rank0["refreshes"])
+    ari = adjusted_rand_score(single["labels"], rank0["labels"])
+    assert ari >= 0.99, f"DDP and single-process labelings disagree with the graph start: ARI={ari:.4f}"
 
 
 if __name__ == "__main__":
