@@ -25,7 +25,8 @@ class KMeansInit(L.Callback):
             embedding's nearest-neighbour graph coarsened into that many micro-clusters
             (`graph_spectral_labels`), which keeps touching clusters apart where k-means merges
             them; the centres are its groups' means. Costs a k-nearest-neighbour search of the
-            embedded samples (~30 s for MNIST's 70000 on one CPU thread).
+            embedded samples (30-40 s for MNIST's 70000 on one CPU thread). ``n_init`` is then unused:
+            the over-clustering runs `graph_start.MICRO_N_INIT` restarts.
         n_neighbors: neighbours per sample in that graph.
     """
 
