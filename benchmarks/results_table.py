@@ -31,6 +31,8 @@ VARIANTS = (
     "mnist_plain_dec",
     "mnist_idec_aug_gpu_kmeans",
     "mnist_idec_aug_gpu_graph",
+    "usps_plain_graph",
+    "usps_plain_dec",
     "usps_tuned",
     "usps_conv_idec_aug",
 )
