@@ -9,7 +9,7 @@ TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 export OMP_NUM_THREADS ?= 1
 export DEC_DATA_DIR ?= $(abspath ../shared/data)
 
-.PHONY: install demo test lint bench bench-scaling clean
+.PHONY: install demo test lint bench bench-scaling bench-peers clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,18 @@ bench: $(STAMP)
 # file clustered end to end (peak RssAnon / file size; needs ~6 GB free in the temp folder; ~10-15 min).
 bench-scaling: $(STAMP)
 	$(PY) benchmarks/scaling.py
+
+# ClustPy's DEC and IDEC against ours on MNIST, same epochs, seeds and threads, alternating (~1 h; the
+# optional [peers] extra). One process per seed side by side, logs in runs/; then benchmarks/results/peers.{json,md}.
+PEER_SEEDS ?= 0 1
+bench-peers: $(STAMP)
+	$(PY) -m pip install -q $(TORCH_PINS) -e '.[dev,peers]'
+	mkdir -p runs
+	pids=; for s in $(PEER_SEEDS); do \
+	  $(PY) benchmarks/peers.py --seed-list $$s --threads $(OMP_NUM_THREADS) --out benchmarks/results/peers_s$$s.json \
+	    > runs/peers_s$$s.log 2>&1 & pids="$$pids $$!"; \
+	done; for p in $$pids; do wait $$p || exit 1; done
+	$(PY) benchmarks/peers.py --merge $(foreach s,$(PEER_SEEDS),benchmarks/results/peers_s$(s).json)
 
 # Measured DEC per seed -> benchmarks/results/$(DATASET).{json,md}; CONFIG=configs/$(DATASET).yaml for the paper's schedule.
 DATASET ?= mnist
