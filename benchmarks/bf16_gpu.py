@@ -30,11 +30,12 @@ PRECISIONS = ("32-true", "bf16-mixed")
 
 def measure(x: np.ndarray, batch: int, steps: int, repeats: int = 3) -> dict:
     """Samples/s per precision, alternating a b, b a, ... so that drift hits both alike."""
-    throughput.BATCH = batch
     rates: dict[str, list[float]] = {p: [] for p in PRECISIONS}
     for r in range(repeats):
         for precision in PRECISIONS[:: 1 if r % 2 == 0 else -1]:
-            timed_s, _ = throughput.lightning_run(x, 50, steps, seed=r, precision=precision, accelerator="gpu")
+            timed_s, _ = throughput.lightning_run(
+                x, 50, steps, seed=r, precision=precision, accelerator="gpu", batch_size=batch
+            )
             rates[precision].append(batch * steps / timed_s)
     median = {p: statistics.median(v) for p, v in rates.items()}
     return {

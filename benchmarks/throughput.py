@@ -135,13 +135,15 @@ def lightning_run(
     fused: bool = False,
     precision: str = "32-true",
     accelerator: str = "cpu",
+    batch_size: int = BATCH,
 ) -> tuple[float, float]:
     """(b): `AutoencoderPretraining` fine-tuning under `lightning.Trainer`; returns (timed s, whole fit() s).
 
     ``fused``: Adam's one-kernel update (``Adam(fused=True)``) instead of the default multi-tensor one,
     an optimizer setting a config can choose (``optimizer.init_args.fused: true``).
     ``precision``: the Trainer's, e.g. ``"bf16-mixed"`` (``trainer.precision`` in a config).
-    ``accelerator``: the Trainer's; ``"gpu"`` times the same step on a GPU.
+    ``accelerator``: the Trainer's; ``"gpu"`` times the same step on a GPU, where ``batch_size``
+    can be raised to fill it.
     """
     torch.manual_seed(seed)
     optimizer = functools.partial(torch.optim.Adam, lr=LR, fused=True if fused else None)
@@ -160,7 +162,7 @@ def lightning_run(
         precision=precision,
     )
     start = time.perf_counter()
-    trainer.fit(module, datamodule=ArrayDataModule(x, batch_size=BATCH))
+    trainer.fit(module, datamodule=ArrayDataModule(x, batch_size=batch_size))
     return timer.t1 - timer.t0, time.perf_counter() - start
 
 
