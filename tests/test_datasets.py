@@ -285,7 +285,7 @@ def test_config_builds_and_keeps_decs_hyperparameters(name: str, tmp_path: Path)
     assert cli.model.n_clusters == {"mnist": 10, "usps": 10, "reuters": 4}[dataset]
     assert cfg["data"]["init_args"]["batch_size"] == 256
     assert cfg["model"]["optimizer"]["init_args"] == {"lr": 0.01, "momentum": 0.9}
-    callbacks = {c["class_path"].rsplit(".", 1)[1]: c["init_args"] for c in cfg["trainer"]["callbacks"]}
+    callbacks = {c["class_path"].rsplit(".", 1)[1]: c.get("init_args") for c in cfg["trainer"]["callbacks"]}
     assert callbacks["ToleranceStopping"]["tol"] == 0.001
     assert callbacks["KMeansInit"]["n_init"] == 20
     assert (

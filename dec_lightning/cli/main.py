@@ -29,7 +29,7 @@ from lightning.pytorch.strategies import DDPStrategy, Strategy
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
-from dec_lightning.callbacks import PhaseProgress
+from dec_lightning.callbacks import FlushDenormals, PhaseProgress
 from dec_lightning.data.validation import DECInputError, check_model_fits_data, require_file
 from dec_lightning.modules import DEC, AutoencoderPretraining
 from dec_lightning.modules.dec import load_checkpoint_file, load_encoder_weights
@@ -71,7 +71,7 @@ class DECLightningCLI(LightningCLI):
         return self.instantiate_trainer(
             max_steps=module.total_steps,
             max_epochs=-1,
-            callbacks=[PhaseProgress()],
+            callbacks=pretraining_callbacks(self.trainer),
             logger=logger,
             **({"strategy": strategy} if strategy is not None else {}),
         )
@@ -79,6 +79,12 @@ class DECLightningCLI(LightningCLI):
     def log_root(self) -> str:
         logger = self.trainer.logger
         return logger.save_dir if logger is not None and logger.save_dir else self.trainer.default_root_dir
+
+
+def pretraining_callbacks(trainer: L.Trainer) -> list[L.Callback]:
+    """The pretraining trainer's callbacks: progress, and of the configured ones only `FlushDenormals`,
+    a hardware setting like precision; the others (k-means init, refresh of P, ...) belong to clustering."""
+    return [PhaseProgress(), *(c for c in trainer.callbacks if isinstance(c, FlushDenormals))]
 
 
 def layerwise_ddp_strategy(strategy: Strategy, module: AutoencoderPretraining) -> DDPStrategy | None:
