@@ -202,6 +202,25 @@ def test_invalid_settings_fail_before_training(data) -> None:
         DEC(**{**SMALL, "n_clusters": BLOBS_N + 1}).fit(x)
     with pytest.raises(DataValidationError, match="NaN"):
         DEC(**SMALL).fit(np.full((10, 3), np.nan))
+    for bad in (BLOBS_K, BLOBS_N + 1):
+        with pytest.raises(
+            ConfigError, match=rf"micro_clusters must be None or between n_clusters \+ 1 \(5\) .* got {bad}"
+        ):
+            DEC(**{**SMALL, "micro_clusters": bad}).fit(x)
+
+
+def test_graph_start_is_used_and_clusters(data, monkeypatch) -> None:
+    """``micro_clusters`` reaches `KMeansInit`: the start comes from `graph_spectral_labels`, and it clusters."""
+    from dec_lightning.callbacks import kmeans
+
+    calls = []
+    real = kmeans.graph_spectral_labels
+    monkeypatch.setattr(kmeans, "graph_spectral_labels", lambda *a, **k: calls.append(a[1:4]) or real(*a, **k))
+    x, y = data
+    est = DEC(**{**SMALL, "micro_clusters": 40}).fit(x, y)
+    assert calls == [(BLOBS_K, 40, 10)]  # n_clusters, micro-clusters, neighbours
+    assert est.get_params()["micro_clusters"] == 40
+    assert est.scores_["acc"] > 0.95
 
 
 def test_verbose_fit_shows_phases_and_summary(data, capfd) -> None:
