@@ -9,7 +9,7 @@ TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 export OMP_NUM_THREADS ?= 1
 export DEC_DATA_DIR ?= $(abspath ../shared/data)
 
-.PHONY: install demo test lint bench bench-scaling bench-peers clean
+.PHONY: install demo test lint bench bench-denormals bench-scaling bench-peers clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ lint: $(STAMP)
 # Framework overhead, FLOP/s, data loading, k-means and refresh cost (< 10 min); results in benchmarks/results/.
 bench: $(STAMP)
 	$(PY) benchmarks/throughput.py && $(PY) benchmarks/kmeans_compare.py
+
+# Late pretraining steps on a CPU: subnormal Adam moments, FlushDenormals and fused Adam (~10 min, MNIST).
+bench-denormals: $(STAMP)
+	$(PY) benchmarks/denormals.py
 
 # Growth of epoch, refresh and k-means time and of peak RSS with N up to 1e6, then a 4 GB memory-mapped
 # file clustered end to end (peak RssAnon / file size; needs ~6 GB free in the temp folder; ~10-15 min).

@@ -9,7 +9,7 @@ import torch
 from sklearn.metrics import adjusted_rand_score
 
 from dec_lightning.callbacks import KMeansInit, TargetDistributionRefresh
-from dec_lightning.callbacks.graph_start import graph_spectral_labels, group_means
+from dec_lightning.callbacks.graph_start import graph_spectral_labels, group_means, nearest_neighbors
 from dec_lightning.callbacks.kmeans import kmeans_on_embedding
 from dec_lightning.data import ArrayDataModule
 from dec_lightning.encoders import MLPEncoder
@@ -45,6 +45,18 @@ def test_graph_start_keeps_micro_clusters_whole_and_is_deterministic() -> None:
     b = graph_spectral_labels(data, 2, n_micro=30, random_state=3)
     np.testing.assert_array_equal(a, b)
     assert set(np.unique(a)) == {0, 1}
+
+
+@pytest.mark.filterwarnings("ignore:Graph is not fully connected")
+def test_precomputed_neighbors_give_the_same_labels() -> None:
+    data, _ = strips(seed=2)
+    neighbors = nearest_neighbors(data, 10)
+    assert neighbors.shape == (len(data), 11) and (neighbors[:, 0] == np.arange(len(data))).all()
+    np.testing.assert_array_equal(
+        graph_spectral_labels(data, 2, n_micro=30, neighbors=neighbors), graph_spectral_labels(data, 2, n_micro=30)
+    )
+    with pytest.raises(ValueError, match=r"neighbors must be \(n_samples, n_neighbors \+ 1\) = \(600, 6\)"):
+        graph_spectral_labels(data, 2, n_micro=30, n_neighbors=5, neighbors=neighbors)
 
 
 def test_group_means_by_hand() -> None:
