@@ -29,10 +29,12 @@ VARIANTS = (
     "mnist_plain_glorot",
     "mnist_plain_pytorchinit",
     "mnist_plain_dec",
+    "mnist_cpu_best",
     "mnist_idec_aug_gpu_kmeans",
     "mnist_idec_aug_gpu_graph",
     "usps_plain_graph",
     "usps_plain_dec",
+    "usps_plain_dec_aug",
     "usps_tuned",
     "usps_conv_idec_aug",
 )
