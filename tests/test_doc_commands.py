@@ -61,6 +61,7 @@ COVERED = {
     "my_features.csv --data.label_column label --encoder.init_args.dims '[20, 500, 500, 2000, 10]' "
     "--model.n_clusters 5": "test_own_data",
     "dec-lightning run --config configs/mnist_fast.yaml --data.init_args.data_dir ../shared/data": "test_mnist_runs",
+    "dec-lightning run --config configs/mnist_cpu_best.yaml --data.init_args.data_dir ../shared/data": "test_mnist_runs",
     "dec-lightning run --config configs/mnist.yaml --trainer.devices 4 --trainer.strategy ddp": "test_mnist_runs",
     "dec-lightning run --config configs/digits.yaml --config configs/trainer/ddp_cpu.yaml "
     "--data.init_args.batch_size 128": "test_ddp_cli_matches_one_process",
@@ -322,16 +323,17 @@ def test_select_k_command(workspace: Path) -> None:
 
 
 def test_mnist_runs(workspace: Path) -> None:
-    """The MNIST commands of the README: the fast config on one process, the paper config under DDP (2 CPU
-    processes here instead of 4 GPUs), both shrunk to a few steps of a small encoder."""
+    """The MNIST commands of the README: the fast and the best CPU config on one process, the paper config under
+    DDP (2 CPU processes here instead of 4 GPUs), all shrunk to a few steps of a small encoder."""
     if not (workspace.parent / "shared" / "data" / "MNIST").is_dir():
         pytest.skip("MNIST not found: set DEC_DATA_DIR to the shared data folder")
     tiny = (
         "--encoder.init_args.dims", "[784, 32, 10]", "--pretrain.layerwise_steps", "3", "--pretrain.finetune_steps",
         "5", "--trainer.max_steps", "5", *QUIET,
     )  # fmt: skip
-    fast = run_documented(next(c for c in COVERED if "mnist_fast" in c), workspace, *tiny)
-    assert re.match(r"^mnist: ACC=\d\.\d{3}", ok(fast).strip().splitlines()[-1])
+    for name in ("mnist_fast", "mnist_cpu_best"):
+        one = run_documented(next(c for c in COVERED if f"configs/{name}.yaml" in c), workspace, *tiny)
+        assert re.match(r"^mnist: ACC=\d\.\d{3}", ok(one).strip().splitlines()[-1])
     paper = next(c for c in COVERED if "configs/mnist.yaml" in c)
     cpu = ("--trainer.accelerator", "cpu", "--trainer.devices", "2", "--data.init_args.data_dir", "../shared/data")
     ddp = run_documented(paper, workspace, *tiny, *cpu, timeout=600)
