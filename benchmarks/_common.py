@@ -32,8 +32,9 @@ LEFT = (
         "a ratio of 0.966 and 0.24 of the matmul peak; compare runs by the load average recorded above."
     ),
     (
-        "Adam(fused=True) is measured above but the shipped configs keep the default Adam, so that they stay "
-        "the configs their quality results were measured with; `optimizer.init_args.fused: true` turns it on."
+        "Adam(fused=True) is measured above on the first steps of a fresh autoencoder; late in pretraining it "
+        "gains more, with subnormal Adam moments (benchmarks/results/denormals.md): the MNIST fast configs "
+        "and usps_fast_aug now set `fused: true`, the others keep the default Adam they were measured with."
     ),
     "Larger batches (a larger matmul share per step) were not tried: DEC's batch size is 256.",
 )

@@ -14,7 +14,6 @@ with the lowest cut; the page shows whether that is also the one with the highes
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.quality import machine_info
+from benchmarks.start_diagnosis import over_saved_embeddings
 from dec_lightning.callbacks.graph_start import graph_spectral_labels, nearest_neighbors, normalized_cut
 from dec_lightning.metrics.clustering import clustering_scores
 
@@ -106,19 +106,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--note", help="where the embeddings came from")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    y = np.load(args.embeddings / "y.npy").astype(np.int64)
-    k = int(y.max()) + 1
     command = "python benchmarks/graph_choice.py <dir of quality.py --save-embedding>"
     command += f" --micro {' '.join(map(str, args.micro))} --restarts {args.restarts} --name {args.name}"
     payload = {"command": command, "machine": machine_info(), "note": args.note, "seeds": {}}
-    for path in sorted(args.embeddings.glob("z_seed*.npy")):
-        seed = path.stem.removeprefix("z_seed")
-        payload["seeds"][seed] = rank_candidates(np.load(path).astype(np.float64), y, k, args.micro, args.restarts)
-        print(seed, payload["seeds"][seed]["chosen"], flush=True)
-    out = REPO / "benchmarks" / "results"
-    (out / f"{args.name}.json").write_text(json.dumps(payload, indent=2) + "\n")
-    (out / f"{args.name}.md").write_text(markdown(payload))
-    return payload
+    return over_saved_embeddings(
+        args.embeddings,
+        lambda z, y, k: rank_candidates(z, y, k, args.micro, args.restarts),
+        payload,
+        REPO / "benchmarks" / "results" / args.name,
+        markdown,
+    )
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -104,17 +105,30 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--note")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    y = np.load(args.embeddings / "y.npy")
-    k = int(y.max()) + 1
     payload = {"machine": machine_info(), "note": args.note, "seeds": {}}
     payload["command"] = f"python benchmarks/start_diagnosis.py <dir of quality.py --save-embedding> --name {args.name}"
-    for path in sorted(args.embeddings.glob("z_seed*.npy")):
+    return over_saved_embeddings(
+        args.embeddings, diagnose, payload, REPO / "benchmarks" / "results" / args.name, markdown
+    )
+
+
+def over_saved_embeddings(
+    folder: Path,
+    analyse: Callable[[np.ndarray, np.ndarray, int], dict],
+    payload: dict,
+    out: Path,
+    render: Callable[[dict], str],
+) -> dict:
+    """``analyse(z, labels, k)`` of every ``z_seed<k>.npy`` in a ``quality.py --save-embedding`` folder into
+    ``payload["seeds"]``; writes ``out`` + ``.json`` and ``.md`` (``render(payload)``)."""
+    y = np.load(folder / "y.npy").astype(np.int64)
+    k = int(y.max()) + 1
+    for path in sorted(folder.glob("z_seed*.npy")):
         seed = path.stem.removeprefix("z_seed")
-        payload["seeds"][seed] = diagnose(np.load(path).astype(np.float64), y, k)
+        payload["seeds"][seed] = analyse(np.load(path).astype(np.float64), y, k)
         print(seed, payload["seeds"][seed], flush=True)
-    out = REPO / "benchmarks" / "results"
-    (out / f"{args.name}.json").write_text(json.dumps(payload, indent=2) + "\n")
-    (out / f"{args.name}.md").write_text(markdown(payload))
+    out.with_suffix(".json").write_text(json.dumps(payload, indent=2) + "\n")
+    out.with_suffix(".md").write_text(render(payload))
     return payload
 
 
