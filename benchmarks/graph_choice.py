@@ -1,14 +1,20 @@
 """Does the normalized cut pick the best graph start without labels? Candidates ranked on saved embeddings.
 
+The graph start's result depends on its over-clustering (how many micro-clusters, which k-means
+restart): on one MNIST embedding 200 micro-clusters joined two digits where 300 kept them apart.
+The normalized cut of the sample-level kNN graph is the objective spectral clustering relaxes
+(Shi & Malik 2000; von Luxburg 2007, sec. 5), so the lowest cut among several starts is a
+label-free candidate for choosing one. Measured here and in whole runs (mnist_cpu_best_ncut.md),
+it did not choose reliably, so `KMeansInit` keeps a single count.
+
     python benchmarks/graph_choice.py DIR --name graph_choice
 
 ``DIR`` is a folder ``quality.py --save-embedding`` wrote (``z_seed<k>.npy``, ``y.npy``). For each
 embedding, the graph start (`graph_spectral_labels`) is computed for every micro-cluster count in
 ``--micro`` and every seed below ``--restarts``, sharing one 10-nearest-neighbour search; each
 candidate gets its normalized cut on that graph (`normalized_cut`, no labels) and, for this
-diagnosis only, its ACC. `KMeansInit(micro_clusters=[...], graph_restarts=...)` keeps the candidate
-with the lowest cut; the page shows whether that is also the one with the highest ACC. Writes
-``benchmarks/results/<name>.{json,md}``.
+diagnosis only, its ACC. The page shows whether the candidate with the lowest cut is also the
+one with the highest ACC. Writes ``benchmarks/results/<name>.{json,md}``.
 """
 
 from __future__ import annotations
@@ -26,8 +32,21 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.quality import machine_info
 from benchmarks.start_diagnosis import over_saved_embeddings
-from dec_lightning.callbacks.graph_start import graph_spectral_labels, nearest_neighbors, normalized_cut
+from dec_lightning.callbacks.graph_start import graph_spectral_labels, nearest_neighbors
 from dec_lightning.metrics.clustering import clustering_scores
+
+
+def normalized_cut(labels: np.ndarray, neighbors: np.ndarray) -> float:
+    """Ncut of a labelling on the symmetrised kNN graph W = A + A^T (A: each sample's edges to the
+    neighbours in ``neighbors[:, 1:]``): 1/2 sum over clusters C of cut(C, not C) / vol(C)
+    (von Luxburg 2007, sec. 5, "Ncut"); vol(C) is the sum of the degrees in W of C's samples."""
+    k = labels.max() + 1
+    source = np.repeat(labels, neighbors.shape[1] - 1)
+    target = labels[neighbors[:, 1:].ravel()]
+    crossing = source != target  # an edge i -> j across adds W_ij to cut(C_i) and W_ji to cut(C_j)
+    cut = np.bincount(source[crossing], minlength=k) + np.bincount(target[crossing], minlength=k)
+    volume = np.bincount(source, minlength=k) + np.bincount(target, minlength=k)
+    return 0.5 * float((cut / np.maximum(volume, 1)).sum())
 
 
 def rank_candidates(

@@ -8,6 +8,20 @@ import pytest
 from benchmarks import graph_choice
 from tests.test_graph_start import strips
 
+# Two triangles {0, 1, 2} and {3, 4, 5}, 2 neighbours each (column 0: the sample itself); one edge 2 -> 3 crosses.
+TRIANGLES = np.array([[0, 1, 2], [1, 0, 2], [2, 0, 3], [3, 4, 5], [4, 3, 5], [5, 3, 4]])
+
+
+def test_normalized_cut_by_hand() -> None:
+    """W = A + A^T. The triangles apart: the one crossing edge cuts 1 on each side; vol = out-degree 6 +
+    in-degree (5 into the first triangle, 7 into the second): Ncut = (1/11 + 1/13) / 2."""
+    assert graph_choice.normalized_cut(np.array([0, 0, 0, 1, 1, 1]), TRIANGLES) == pytest.approx(
+        0.5 * (1 / 11 + 1 / 13)
+    )
+    # {0, 1} against {2, 3, 4, 5}: crossing edges 0->2, 1->2, 2->0 (2->3 no longer crosses); cut 3 each side;
+    # vol {0, 1} = out 4 + in 3 (1->0, 0->1, 2->0) = 7; vol {2, ..., 5} = out 8 + in 9 = 17
+    assert graph_choice.normalized_cut(np.array([0, 0, 1, 1, 1, 1]), TRIANGLES) == pytest.approx(0.5 * (3 / 7 + 3 / 17))
+
 
 @pytest.mark.filterwarnings("ignore:Graph is not fully connected")
 def test_rank_candidates_and_page(tmp_path, monkeypatch) -> None:

@@ -12,17 +12,9 @@ partitioned. KASP weighs two representatives by a Gaussian kernel of their dista
 the weight is the number of k-nearest-neighbour edges between their members (a coarsened kNN
 graph, von Luxburg 2007, "A tutorial on spectral clustering", sec. 2.2), which needs no kernel
 width. Each sample takes its micro-cluster's group; DEC's centres are the group means.
-
-The result depends on the over-clustering (how many micro-clusters, which k-means restart):
-on one MNIST embedding where 200 micro-clusters joined two digits (ACC 0.841), 300 kept them
-apart (0.959) (benchmarks/results/graph_choice.md). `best_graph_start` tries several and keeps the one
-with the lowest normalized cut of the sample-level kNN graph, the objective spectral
-clustering relaxes (Shi & Malik 2000; von Luxburg 2007, sec. 5): no labels are used.
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import numpy as np
 from sklearn.cluster import KMeans, SpectralClustering
@@ -77,44 +69,6 @@ def graph_spectral_labels(
 def nearest_neighbors(data: np.ndarray, n_neighbors: int) -> np.ndarray:
     """Indices (N, n_neighbors + 1) of each sample's nearest samples, itself first."""
     return NearestNeighbors(n_neighbors=n_neighbors + 1).fit(data).kneighbors(data, return_distance=False)
-
-
-def normalized_cut(labels: np.ndarray, neighbors: np.ndarray) -> float:
-    """Ncut of a labelling on the symmetrised kNN graph W = A + A^T (A: each sample's edges to the
-    neighbours in ``neighbors[:, 1:]``): 1/2 sum over clusters C of cut(C, not C) / vol(C)
-    (von Luxburg 2007, sec. 5, "Ncut"); vol(C) is the sum of the degrees in W of C's samples."""
-    k = labels.max() + 1
-    source = np.repeat(labels, neighbors.shape[1] - 1)
-    target = labels[neighbors[:, 1:].ravel()]
-    crossing = source != target  # an edge i -> j across adds W_ij to cut(C_i) and W_ji to cut(C_j)
-    cut = np.bincount(source[crossing], minlength=k) + np.bincount(target[crossing], minlength=k)
-    volume = np.bincount(source, minlength=k) + np.bincount(target, minlength=k)
-    return 0.5 * float((cut / np.maximum(volume, 1)).sum())
-
-
-def best_graph_start(
-    data: np.ndarray,
-    n_clusters: int,
-    micro_clusters: Sequence[int],
-    restarts: int = 1,
-    n_neighbors: int = 10,
-    random_state: int = 0,
-) -> tuple[np.ndarray, list[dict[str, float]]]:
-    """The `graph_spectral_labels` labelling with the lowest `normalized_cut`, over every count in
-    ``micro_clusters`` times ``restarts`` seeds (random_state, random_state + 1, ...).
-
-    One nearest-neighbour search serves all candidates. Returns the labels and, per candidate,
-    its micro-cluster count, seed and Ncut, in the order tried; ties go to the first tried.
-    """
-    neighbors = nearest_neighbors(data, n_neighbors)
-    best, candidates = None, []
-    for n_micro in micro_clusters:
-        for seed in range(random_state, random_state + restarts):
-            labels = graph_spectral_labels(data, n_clusters, n_micro, n_neighbors, seed, neighbors=neighbors)
-            candidates.append({"micro_clusters": n_micro, "seed": seed, "ncut": normalized_cut(labels, neighbors)})
-            if best is None or candidates[-1]["ncut"] < best[0]:
-                best = (candidates[-1]["ncut"], labels)
-    return best[1], candidates
 
 
 def group_means(data: np.ndarray, labels: np.ndarray, n_clusters: int) -> np.ndarray:

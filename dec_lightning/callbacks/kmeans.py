@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import lightning as L
 import torch
-from lightning.pytorch.utilities import rank_zero_info
 from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import KMeans
 from torch import Tensor
 
-from dec_lightning.callbacks.graph_start import best_graph_start, group_means
+from dec_lightning.callbacks.graph_start import graph_spectral_labels, group_means
 from dec_lightning.modules.assignment import squared_distances
 from dec_lightning.modules.dataset_pass import release_free_memory, whole_dataset_pass
 
@@ -23,9 +20,8 @@ def kmeans_on_embedding(
     seed: int | None,
     max_samples: int | None = None,
     with_labels: bool = True,
-    micro_clusters: int | Sequence[int] | None = None,
+    micro_clusters: int | None = None,
     n_neighbors: int = 10,
-    graph_restarts: int = 1,
 ) -> tuple[Tensor, Tensor | None]:
     """Return k-means ``(centers, labels)`` of the current embedding, identical on every rank.
 
@@ -44,8 +40,7 @@ def kmeans_on_embedding(
 
     ``micro_clusters``: instead of k-means, spectral clustering of the embedding's
     nearest-neighbour graph coarsened into that many k-means micro-clusters
-    (`graph_spectral_labels`); the centres are the means of its groups. Several counts, or
-    ``graph_restarts`` > 1: the candidate with the lowest normalized cut (`best_graph_start`).
+    (`graph_spectral_labels`); the centres are the means of its groups.
     """
     random_state = seed if seed is not None else torch.initial_seed() % 2**32
     n = len(trainer.train_dataloader.dataset)
@@ -60,13 +55,7 @@ def kmeans_on_embedding(
         data = embedding.double().cpu().numpy()
         del embedding  # the float64 copy is what k-means reads
         if micro_clusters:
-            counts = [micro_clusters] if isinstance(micro_clusters, int) else list(micro_clusters)
-            labels, candidates = best_graph_start(
-                data, pl_module.n_clusters, counts, graph_restarts, n_neighbors, int(random_state)
-            )
-            if len(candidates) > 1:
-                tried = ", ".join(f"{c['micro_clusters']}/{c['seed']}: {c['ncut']:.3f}" for c in candidates)
-                rank_zero_info(f"graph start: normalized cut per micro-clusters/seed {tried}; the lowest is used")
+            labels = graph_spectral_labels(data, pl_module.n_clusters, micro_clusters, n_neighbors, random_state)
             centers = group_means(data, labels, pl_module.n_clusters)
         else:
             # copy_x=False: k-means centres our own copy in place instead of copying it again (same result)

@@ -26,12 +26,8 @@ class KMeansInit(L.Callback):
             (`graph_spectral_labels`), which keeps touching clusters apart where k-means merges
             them; the centres are its groups' means. Costs a k-nearest-neighbour search of the
             embedded samples (30-40 s for MNIST's 70000 on one CPU thread). ``n_init`` is then unused:
-            the over-clustering runs `graph_start.MICRO_N_INIT` restarts. A list of numbers:
-            one graph start per number (and per ``graph_restarts`` seed), and the one with the
-            lowest normalized cut of the kNN graph is used (`graph_start.best_graph_start`; no
-            labels): several over-clusterings guard against one that joins two clusters.
+            the over-clustering runs `graph_start.MICRO_N_INIT` restarts.
         n_neighbors: neighbours per sample in that graph.
-        graph_restarts: seeds of the over-clustering tried per micro-cluster count.
     """
 
     def __init__(
@@ -39,23 +35,18 @@ class KMeansInit(L.Callback):
         n_init: int = 20,
         seed: int | None = None,
         max_samples: int | None = 1_000_000,
-        micro_clusters: int | list[int] | None = None,
+        micro_clusters: int | None = None,
         n_neighbors: int = 10,
-        graph_restarts: int = 1,
     ) -> None:
         if max_samples is not None and max_samples < 1:
             raise ValueError(f"max_samples must be >= 1 or None, got {max_samples}")
-        counts = [micro_clusters] if isinstance(micro_clusters, int) else micro_clusters
-        if counts is not None and (not counts or min(counts) < 2):
-            raise ValueError(f"micro_clusters must be >= 2, a non-empty list of such, or None; got {micro_clusters}")
-        if graph_restarts < 1:
-            raise ValueError(f"graph_restarts must be >= 1, got {graph_restarts}")
+        if micro_clusters is not None and micro_clusters < 2:
+            raise ValueError(f"micro_clusters must be >= 2 or None, got {micro_clusters}")
         self.n_init = n_init
         self.seed = seed
         self.max_samples = max_samples
         self.micro_clusters = micro_clusters
         self.n_neighbors = n_neighbors
-        self.graph_restarts = graph_restarts
         self.done = False
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -70,7 +61,6 @@ class KMeansInit(L.Callback):
             with_labels=False,
             micro_clusters=self.micro_clusters,
             n_neighbors=self.n_neighbors,
-            graph_restarts=self.graph_restarts,
         )
         pl_module.centers.data.copy_(centers)
         self.done = True
