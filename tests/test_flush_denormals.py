@@ -49,10 +49,11 @@ def test_flushes_during_fit_and_not_after(blobs_datamodule, trainer_kwargs) -> N
     torch.set_flush_denormal(False)
     seen = _Seen()
     module = AutoencoderPretraining(MLPEncoder([16, 8, 2]), finetune_steps=3)
-    trainer = L.Trainer(max_steps=3, callbacks=[FlushDenormals(), seen], **trainer_kwargs)
+    flush = FlushDenormals()
+    trainer = L.Trainer(max_steps=3, callbacks=[flush, seen], **trainer_kwargs)
     trainer.fit(module, datamodule=blobs_datamodule)
     assert seen.during == [True, True, True]
-    assert not flushes()
+    assert not flushes() and not flush.active
 
 
 def test_pretraining_takes_only_flush_denormals() -> None:

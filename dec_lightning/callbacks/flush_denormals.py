@@ -28,6 +28,9 @@ class FlushDenormals(L.Callback):
     trainer too, as it does the trainer's hardware settings.
     """
 
+    def __init__(self) -> None:
+        self.active = False  # whether flushing is on now (False also where the CPU cannot flush)
+
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self.active = torch.set_flush_denormal(True)
 
