@@ -19,7 +19,6 @@ import copy
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -27,16 +26,15 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from benchmarks._common import loadavg, set_threads, spread
 from benchmarks.quality import machine_info, portable_command
+from benchmarks.throughput import BATCH, train_steps
 from dec_lightning.data import MNISTDataModule
 from dec_lightning.encoders.mlp import MLPDecoder, MLPEncoder
 
 DIMS = (784, 500, 500, 2000, 10)
-BATCH = 256
 LR = 1e-3
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 VARIANTS = {  # name: (fused Adam, flush denormals)
@@ -56,24 +54,6 @@ def adam_moments(optimizer: torch.optim.Optimizer) -> list[Tensor]:
     return [v for s in optimizer.state.values() for k, v in s.items() if k in ("exp_avg", "exp_avg_sq")]
 
 
-def train(model: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, steps: int, seed: int) -> float:
-    """``steps`` Adam steps on shuffled batches (MSE reconstruction); returns the seconds they took."""
-    g = torch.Generator().manual_seed(seed)
-    per_epoch = len(x) // BATCH
-    perm = torch.randperm(len(x), generator=g)
-    start = time.perf_counter()
-    for step in range(steps):
-        i = step % per_epoch
-        if i == 0 and step:
-            perm = torch.randperm(len(x), generator=g)
-        xb = x[perm[i * BATCH : (i + 1) * BATCH]]
-        loss = F.mse_loss(model(xb), xb)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return time.perf_counter() - start
-
-
 def timed_from(state: dict[str, Any], x: Tensor, fused: bool, flush: bool, steps: int, seed: int) -> float:
     """Milliseconds per step of ``steps`` steps resumed from ``state``, with these two settings."""
     model = copy.deepcopy(state["model"])
@@ -83,7 +63,7 @@ def timed_from(state: dict[str, Any], x: Tensor, fused: bool, flush: bool, steps
     optimizer.load_state_dict(saved)
     torch.set_flush_denormal(flush)
     try:
-        return 1e3 * train(model, optimizer, x, steps, seed) / steps
+        return 1e3 * train_steps(model, optimizer, x, steps, seed) / steps
     finally:
         torch.set_flush_denormal(False)
 
@@ -107,7 +87,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     optimizer = torch.optim.Adam(model.parameters(), lr=LR)
     warm_steps = args.warm_epochs * (len(x) // BATCH)
     load_start = loadavg()
-    warm_s = train(model, optimizer, x, warm_steps, args.seed)
+    warm_s = train_steps(model, optimizer, x, warm_steps, args.seed)
     state = {"model": model, "optimizer": optimizer.state_dict()}
     moments = adam_moments(optimizer)
     ms: dict[str, list[float]] = {name: [] for name in VARIANTS}

@@ -88,27 +88,31 @@ def step_matmul_bound_gflops(shapes: list[tuple[int, int, int]], by_shape: dict[
     return flops / seconds / 1e9
 
 
-def raw_loop(x: Tensor, warmup: int, steps: int, seed: int) -> float:
-    """(a): the minimal loop: shuffle, slice, forward, MSE, backward, Adam. Returns timed seconds."""
-    torch.manual_seed(seed)
-    encoder = MLPEncoder(DIMS)
-    model = nn.Sequential(encoder, MLPDecoder(DIMS))
-    opt = torch.optim.Adam(model.parameters(), lr=LR)
-    perm = torch.randperm(len(x))
+def train_steps(model: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, steps: int, seed: int) -> float:
+    """The minimal loop: ``steps`` of shuffle, slice, forward, MSE, backward, optimizer step; returns their seconds."""
+    generator = torch.Generator().manual_seed(seed)
     per_epoch = len(x) // BATCH
-    start = 0.0
-    for step in range(warmup + steps):
-        if step == warmup:
-            start = time.perf_counter()
+    perm = torch.randperm(len(x), generator=generator)
+    start = time.perf_counter()
+    for step in range(steps):
         i = step % per_epoch
         if i == 0 and step:
-            perm = torch.randperm(len(x))
+            perm = torch.randperm(len(x), generator=generator)
         xb = x[perm[i * BATCH : (i + 1) * BATCH]]
         loss = F.mse_loss(model(xb), xb)
-        opt.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
+        optimizer.step()
     return time.perf_counter() - start
+
+
+def raw_loop(x: Tensor, warmup: int, steps: int, seed: int) -> float:
+    """(a): `train_steps` of a fresh autoencoder with Adam; returns the seconds of the steps after ``warmup``."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(MLPEncoder(DIMS), MLPDecoder(DIMS))
+    opt = torch.optim.Adam(model.parameters(), lr=LR)
+    train_steps(model, opt, x, warmup, seed)
+    return train_steps(model, opt, x, steps, seed + 1)
 
 
 class _StepTimer(L.Callback):
