@@ -211,6 +211,10 @@ class DEC(ClusterMixin, TransformerMixin, BaseEstimator):
             coarsened into that many k-means micro-clusters (`KMeansInit`), for data where k-means'
             best partition joins two classes; on MNIST it lifted IDEC from 0.891 to 0.954 over
             5 seeds (benchmarks/results/graph_start.md). Needs n_clusters < micro_clusters <= n_samples.
+        size_cap: None, or with ``micro_clusters``: no group of the graph start above this many times
+            the mean size; a larger one is cut in two and the two groups the graph least wants apart
+            merge (`KMeansInit`). For classes of similar size: on MNIST (1.5) it kept 4 and 9 apart
+            on the embeddings where the graph start joined them (benchmarks/results/graph_size_cap_cpu.md).
         batch_size: samples per step (paper: 256).
         random_state: seeds weights, shuffling and k-means (scikit-learn's name and types: an int,
             a `numpy.random.RandomState` to draw the seed from, or None for a fresh one each fit);
@@ -249,6 +253,7 @@ class DEC(ClusterMixin, TransformerMixin, BaseEstimator):
         alpha: float = 1.0,
         n_init: int = 20,
         micro_clusters: int | None = None,
+        size_cap: float | None = None,
         batch_size: int = 256,
         random_state: int | np.random.RandomState | None = 0,
         accelerator: str = "auto",
@@ -269,6 +274,7 @@ class DEC(ClusterMixin, TransformerMixin, BaseEstimator):
         self.alpha = alpha
         self.n_init = n_init
         self.micro_clusters = micro_clusters
+        self.size_cap = size_cap
         self.batch_size = batch_size
         self.random_state = random_state
         self.accelerator = accelerator
@@ -276,6 +282,9 @@ class DEC(ClusterMixin, TransformerMixin, BaseEstimator):
         self.verbose = verbose
 
     # ------------------------------------------------------------------ training
+
+    def _init_callback(self, seed: int) -> KMeansInit:
+        return KMeansInit(n_init=self.n_init, seed=seed, micro_clusters=self.micro_clusters, size_cap=self.size_cap)
 
     def fit(self, X: np.ndarray | sp.spmatrix, y: np.ndarray | None = None) -> DEC:
         """Pretrain, initialise and cluster ``X`` (n_samples, n_features); returns self.
@@ -301,6 +310,8 @@ class DEC(ClusterMixin, TransformerMixin, BaseEstimator):
                 f"micro_clusters must be None or between n_clusters + 1 ({self.n_clusters + 1}) and the number "
                 f"of samples ({n_samples}), got {self.micro_clusters}"
             )
+        if self.size_cap is not None and (self.micro_clusters is None or self.size_cap < 1):
+            raise ConfigError(f"size_cap must be None, or >= 1 with micro_clusters set; got {self.size_cap}")
         hidden_dims, embedding_dim, pretrain_steps = self._resolve_auto(n_samples, n_features)
         dims = [n_features, *hidden_dims, embedding_dim]
         with _quiet(not self.verbose), _seeded(seed):
@@ -314,7 +325,7 @@ class DEC(ClusterMixin, TransformerMixin, BaseEstimator):
                 optimizer=partial(torch.optim.SGD, lr=self.lr, momentum=0.9),
             )
             callbacks = [
-                KMeansInit(n_init=self.n_init, seed=seed, micro_clusters=self.micro_clusters),
+                self._init_callback(seed),
                 TargetDistributionRefresh(update_interval=self.update_interval),
                 ToleranceStopping(tol=self.tol),
                 TensorBoardViews(seed=seed),
@@ -535,7 +546,7 @@ class DEC(ClusterMixin, TransformerMixin, BaseEstimator):
                     "cluster",
                     max_steps=self.cluster_steps,
                     callbacks=[
-                        KMeansInit(n_init=self.n_init, seed=seed, micro_clusters=self.micro_clusters),
+                        self._init_callback(seed),
                         TargetDistributionRefresh(update_interval=self.update_interval),
                         ToleranceStopping(tol=self.tol),
                     ],

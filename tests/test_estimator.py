@@ -207,6 +207,11 @@ def test_invalid_settings_fail_before_training(data) -> None:
             ConfigError, match=rf"micro_clusters must be None or between n_clusters \+ 1 \(5\) .* got {bad}"
         ):
             DEC(**{**SMALL, "micro_clusters": bad}).fit(x)
+    for bad in ({"size_cap": 1.5}, {"micro_clusters": 40, "size_cap": 0.5}):
+        with pytest.raises(
+            ConfigError, match=f"size_cap must be None, or >= 1 with micro_clusters set; got {bad['size_cap']}"
+        ):
+            DEC(**{**SMALL, **bad}).fit(x)
 
 
 def test_graph_start_is_used_and_clusters(data, monkeypatch) -> None:
@@ -215,11 +220,13 @@ def test_graph_start_is_used_and_clusters(data, monkeypatch) -> None:
 
     calls = []
     real = kmeans.graph_spectral_labels
-    monkeypatch.setattr(kmeans, "graph_spectral_labels", lambda *a, **k: calls.append(a[1:4]) or real(*a, **k))
+    monkeypatch.setattr(
+        kmeans, "graph_spectral_labels", lambda *a, **k: calls.append((*a[1:4], k["size_cap"])) or real(*a, **k)
+    )
     x, y = data
-    est = DEC(**{**SMALL, "micro_clusters": 40}).fit(x, y)
-    assert calls == [(BLOBS_K, 40, 10)]  # n_clusters, micro-clusters, neighbours
-    assert est.get_params()["micro_clusters"] == 40
+    est = DEC(**{**SMALL, "micro_clusters": 40, "size_cap": 1.5}).fit(x, y)
+    assert calls == [(BLOBS_K, 40, 10, 1.5)]  # n_clusters, micro-clusters, neighbours, size cap
+    assert est.get_params()["micro_clusters"] == 40 and est.get_params()["size_cap"] == 1.5
     assert est.scores_["acc"] > 0.95
 
 

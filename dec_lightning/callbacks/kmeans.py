@@ -22,6 +22,7 @@ def kmeans_on_embedding(
     with_labels: bool = True,
     micro_clusters: int | None = None,
     n_neighbors: int = 10,
+    size_cap: float | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     """Return k-means ``(centers, labels)`` of the current embedding, identical on every rank.
 
@@ -40,7 +41,8 @@ def kmeans_on_embedding(
 
     ``micro_clusters``: instead of k-means, spectral clustering of the embedding's
     nearest-neighbour graph coarsened into that many k-means micro-clusters
-    (`graph_spectral_labels`); the centres are the means of its groups.
+    (`graph_spectral_labels`, with its ``n_neighbors`` and ``size_cap``); the
+    centres are the means of its groups.
     """
     random_state = seed if seed is not None else torch.initial_seed() % 2**32
     n = len(trainer.train_dataloader.dataset)
@@ -55,7 +57,14 @@ def kmeans_on_embedding(
         data = embedding.double().cpu().numpy()
         del embedding  # the float64 copy is what k-means reads
         if micro_clusters:
-            labels = graph_spectral_labels(data, pl_module.n_clusters, micro_clusters, n_neighbors, random_state)
+            labels = graph_spectral_labels(
+                data,
+                pl_module.n_clusters,
+                micro_clusters,
+                n_neighbors,
+                random_state,
+                size_cap=size_cap,
+            )
             centers = group_means(data, labels, pl_module.n_clusters)
         else:
             # copy_x=False: k-means centres our own copy in place instead of copying it again (same result)

@@ -28,6 +28,11 @@ class KMeansInit(L.Callback):
             embedded samples (30-40 s for MNIST's 70000 on one CPU thread). ``n_init`` is then unused:
             the over-clustering runs `graph_start.MICRO_N_INIT` restarts.
         n_neighbors: neighbours per sample in that graph.
+        size_cap: None, or (with ``micro_clusters``) the largest graph group allowed, in multiples
+            of the mean size: a larger group is cut in two and the two groups the graph least
+            wants apart merge (`graph_spectral_labels`); rejoins a class the graph split while
+            touching classes stay apart. A prior of classes of similar size
+            (benchmarks/results/graph_size_cap_cpu.md).
     """
 
     def __init__(
@@ -37,16 +42,22 @@ class KMeansInit(L.Callback):
         max_samples: int | None = 1_000_000,
         micro_clusters: int | None = None,
         n_neighbors: int = 10,
+        size_cap: float | None = None,
     ) -> None:
         if max_samples is not None and max_samples < 1:
             raise ValueError(f"max_samples must be >= 1 or None, got {max_samples}")
         if micro_clusters is not None and micro_clusters < 2:
             raise ValueError(f"micro_clusters must be >= 2 or None, got {micro_clusters}")
+        if micro_clusters is None and size_cap is not None:
+            raise ValueError("size_cap shapes the graph start: it needs micro_clusters")
+        if size_cap is not None and size_cap < 1:
+            raise ValueError(f"size_cap must be >= 1 (the mean group size) or None, got {size_cap}")
         self.n_init = n_init
         self.seed = seed
         self.max_samples = max_samples
         self.micro_clusters = micro_clusters
         self.n_neighbors = n_neighbors
+        self.size_cap = size_cap
         self.done = False
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -61,6 +72,7 @@ class KMeansInit(L.Callback):
             with_labels=False,
             micro_clusters=self.micro_clusters,
             n_neighbors=self.n_neighbors,
+            size_cap=self.size_cap,
         )
         pl_module.centers.data.copy_(centers)
         self.done = True
