@@ -33,6 +33,7 @@ SCHEDULES = (
     "mnist_plain_glorot",
     "mnist_plain_pytorchinit",
     "mnist_plain_dec",
+    "mnist_cpu_best_no_cap",
     "mnist_cpu_best",
 )
 

@@ -18,7 +18,7 @@ def test_scores_each_cap_and_writes_the_page(tmp_path, monkeypatch) -> None:
     (tmp_path / "benchmarks" / "results").mkdir(parents=True)
     payload = graph_size_cap.main([str(tmp_path), "--micro", "40", "--name", "t"])
     r = payload["seeds"]["0"]
-    assert set(r) == {"no cap", "cap 1.3", "cap 1.5", "cap 1.7", "cap 2.0", "wall_s"}
+    assert set(r) == {"no cap", "cap 1.3", "cap 1.5", "cap 1.7", "cap 1.8", "cap 2.0", "wall_s"}
     # no cap: classes 1 and 2 share a group of 600; a cap of 1.5 x 304 splits it and rejoins class 0
     assert r["no cap"]["largest"] == 600 and r["no cap"]["acc"] < 0.7
     assert r["cap 1.5"]["largest"] <= 1.5 * len(truth) / 3 and r["cap 1.5"]["acc"] > 0.95

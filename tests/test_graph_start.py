@@ -116,6 +116,8 @@ def test_merge_groups_by_hand() -> None:
     np.testing.assert_array_equal(merge_groups(FOUR, singletons, np.array([3, 3, 1, 1]), 3, max_size=5), [0, 1, 2, 2])
     # no pair fits a cap of 1: the best pair joins anyway, so exactly n_clusters groups remain
     np.testing.assert_array_equal(merge_groups(FOUR, singletons, ones, 3, max_size=1), [0, 0, 1, 2])
+    # only node 0 would fit twice over (1 + 1 <= 2.5), no pair does: still the best pair joins, no endless loop
+    np.testing.assert_array_equal(merge_groups(FOUR, singletons, np.array([1, 3, 3, 3]), 3, max_size=2.5), [0, 0, 1, 2])
     # groups given as any integers are relabelled 0..K-1 in their order (3, 7, 9); grouped nodes stay together
     np.testing.assert_array_equal(merge_groups(FOUR, np.array([7, 7, 3, 9]), ones, 2), [1, 1, 0, 0])
 

@@ -14,12 +14,13 @@ graph, von Luxburg 2007, "A tutorial on spectral clustering", sec. 2.2), which n
 width. Each sample takes its micro-cluster's group; DEC's centres are the group means.
 
 A graph cut can still prefer splitting one bimodal class (a digit written two ways) over
-separating two touching ones (4 and 9): on three of seven MNIST embeddings the 10 groups were a
-split digit in two small groups and a 4+9 group twice the mean size. With ``size_cap``, a group
-above ``size_cap`` times the mean size is cut in two by the graph and the pair of groups the graph
-least wants apart is merged, within the cap (`split_oversized`): the halves of the split class
-rejoin and the touching classes stay apart (benchmarks/results/graph_size_cap_cpu.md). The cap
-is a prior that classes are of similar size; leave it off for data known to be unbalanced.
+separating two touching ones (4 and 9): on three of ten MNIST embeddings and all five USPS ones
+the 10 groups held a digit split in two small groups and 4 and 9 in one group about twice the
+mean size. With ``size_cap``, a group above ``size_cap`` times the mean size is cut in two by
+the graph and the pair of groups the graph least wants apart is merged, within the cap
+(`split_oversized`): the halves of the split class rejoin and the touching classes stay apart
+(benchmarks/results/graph_size_cap_cpu.md). The cap is a prior that classes are of similar
+size, and it must sit clear of the largest class's size; leave it off for unbalanced data.
 """
 
 from __future__ import annotations
@@ -134,6 +135,7 @@ def merge_groups(
         np.fill_diagonal(pair_ncut, -np.inf)
         size = members.T @ sizes
         fits = size[:, None] + size[None, :] <= max_size
+        np.fill_diagonal(fits, False)  # a group is no pair with itself
         i, j = np.unravel_index(
             np.argmax(np.where(fits, pair_ncut, -np.inf) if fits.any() else pair_ncut), pair_ncut.shape
         )
