@@ -213,8 +213,9 @@ class DEC(ClusterMixin, TransformerMixin, BaseEstimator):
             5 seeds (benchmarks/results/graph_start.md). Needs n_clusters < micro_clusters <= n_samples.
         size_cap: None, or with ``micro_clusters``: no group of the graph start above this many times
             the mean size; a larger one is cut in two and the two groups the graph least wants apart
-            merge (`KMeansInit`). For classes of similar size: on MNIST (1.5) it kept 4 and 9 apart
-            on the embeddings where the graph start joined them (benchmarks/results/graph_size_cap_cpu.md).
+            merge (`KMeansInit`). For classes of similar size, and well above the largest class's share
+            of the mean (near it, that class may be cut instead: graph_size_cap_usps.md). On MNIST
+            (1.5) it kept 4 and 9 apart where the graph start joined them (graph_size_cap_cpu.md).
         batch_size: samples per step (paper: 256).
         random_state: seeds weights, shuffling and k-means (scikit-learn's name and types: an int,
             a `numpy.random.RandomState` to draw the seed from, or None for a fresh one each fit);
