@@ -2,9 +2,9 @@
 
 The graph start (`graph_spectral_labels`) cuts the embedding's coarsened kNN graph into K groups.
 On three of ten MNIST embeddings and all five USPS ones that cut split one digit in two small
-groups and kept 4 and 9 together in a group about twice the mean size. With ``size_cap``, a group above the cap (in multiples
-of the mean size) is cut in two and the pair of groups the graph least wants apart merges
-(`split_oversized`). This page scores, per embedding, the start's ACC for each cap (against the
+groups and kept 4 and 9 together in a group about twice the mean size. With ``size_cap``, a
+group above the cap (in multiples of the mean size) is cut in two and the pair of groups the
+graph least wants apart merges (`split_oversized`). This page scores, per embedding, the start's ACC for each cap (against the
 labels, for diagnosis only: nothing here selects with labels) and the sizes of its largest and
 smallest group.
 

@@ -160,27 +160,27 @@ class CentresAtStart(L.Callback):
         pl_module.train()
 
 
-@pytest.mark.parametrize("merge", [{}, {"size_cap": 1.5}])
-def test_kmeans_init_with_micro_clusters_sets_the_graph_groups_means(trainer_kwargs, monkeypatch, merge) -> None:
+@pytest.mark.parametrize("cap", [{}, {"size_cap": 1.5}])
+def test_kmeans_init_with_micro_clusters_sets_the_graph_groups_means(trainer_kwargs, monkeypatch, cap) -> None:
     """Through a real fit: the centres are the means of the graph start's groups on the embedding."""
     data, _ = strips(n_per_strip=100)
     dm = ArrayDataModule(data.astype(np.float32), batch_size=50)
     L.seed_everything(0, verbose=False)
     module = DEC(MLPEncoder([2, 2]), n_clusters=2)
-    init, probe = KMeansInit(seed=5, micro_clusters=20, n_neighbors=8, **merge), CentresAtStart()
+    init, probe = KMeansInit(seed=5, micro_clusters=20, n_neighbors=8, **cap), CentresAtStart()
     calls = []
     real_split = graph_start.split_oversized
     monkeypatch.setattr(graph_start, "split_oversized", lambda *a, **k: calls.append(a) or real_split(*a, **k))
     L.Trainer(max_steps=1, callbacks=[init, probe, TargetDistributionRefresh(5)], **trainer_kwargs).fit(
         module, datamodule=dm
     )
-    if merge:  # the cap reaches the graph start: 1.5 x the mean of 100 samples
+    if cap:  # the cap reaches the graph start: 1.5 x the mean of 100 samples
         ((_, groups, _, n_clusters, max_size, _),) = calls
         assert (len(np.unique(groups)), n_clusters, max_size) == (2, 2, 150.0)
     else:
         assert calls == []
     monkeypatch.undo()
-    labels = graph_spectral_labels(probe.embedding, 2, n_micro=20, n_neighbors=8, random_state=5, **merge)
+    labels = graph_spectral_labels(probe.embedding, 2, n_micro=20, n_neighbors=8, random_state=5, **cap)
     expected = group_means(probe.embedding, labels, 2)
     np.testing.assert_allclose(probe.centers.numpy(), expected, rtol=0, atol=1e-5)
     assert init.done
