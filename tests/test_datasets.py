@@ -273,7 +273,7 @@ def test_config_builds_and_keeps_decs_hyperparameters(name: str, tmp_path: Path)
     """Each config parses and instantiates, its encoder fits its data, and it keeps DEC's hyperparameters."""
     import yaml
 
-    from dec_lightning.cli.main import DECLightningCLI
+    from dec_lightning.cli.common import DECLightningCLI
     from dec_lightning.modules import DEC
 
     dataset = name.split("_")[0]

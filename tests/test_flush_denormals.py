@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from dec_lightning.callbacks import FlushDenormals, KMeansInit, PhaseProgress
-from dec_lightning.cli.main import pretraining_callbacks, run_cli
+from dec_lightning.cli.common import pretraining_callbacks
+from dec_lightning.cli.main import run_cli
 from dec_lightning.encoders import MLPEncoder
 from dec_lightning.modules import AutoencoderPretraining
 from tests.test_pipeline import cli_args

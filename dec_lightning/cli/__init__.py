@@ -1,5 +1,6 @@
 """The ``dec-lightning`` command line, built on LightningCLI."""
 
-from dec_lightning.cli.main import DECLightningCLI, main, run_cli
+from dec_lightning.cli.common import DECLightningCLI
+from dec_lightning.cli.main import main, run_cli
 
 __all__ = ["DECLightningCLI", "main", "run_cli"]

@@ -18,20 +18,15 @@ from __future__ import annotations
 
 import sys
 import time
-import warnings
 from pathlib import Path
-from typing import Any
 
-import lightning as L
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.strategies import DDPStrategy, Strategy
 from lightning.pytorch.utilities import rank_zero_info
-from torch import nn
 
-from dec_lightning.callbacks import FlushDenormals, PhaseProgress
+from dec_lightning.cli.common import DECLightningCLI, build_cli
+from dec_lightning.cli.predict import run_predict
+from dec_lightning.cli.select_k import run_select_k
 from dec_lightning.data.validation import DECInputError, check_model_fits_data, require_file
-from dec_lightning.modules import DEC, AutoencoderPretraining
+from dec_lightning.modules import AutoencoderPretraining
 from dec_lightning.modules.dec import load_checkpoint_file, load_encoder_weights
 
 COMMANDS = {
@@ -41,69 +36,6 @@ COMMANDS = {
     "predict": "assign the config's data with a trained DEC checkpoint (--ckpt_path, --output_dir)",
     "select-k": "choose K by DEC's generalizability on held-out data (--k 5:15, --holdout 0.2)",
 }
-
-
-class DECLightningCLI(LightningCLI):
-    """LightningCLI whose config also holds the shared encoder and the pretraining stage."""
-
-    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.add_subclass_arguments(nn.Module, "encoder", required=True)
-        # optional: MLP encoders default to their mirror; IDEC (model.reconstruction_weight > 0) keeps it
-        parser.add_subclass_arguments(nn.Module, "decoder", required=False)
-        parser.add_class_arguments(AutoencoderPretraining, "pretrain")
-        # Both stages build the encoder (and decoder) from the same config, so each checkpoint records
-        # it and reloads alone (`DEC.load_from_checkpoint(path)`); `run` copies the pretrained weights.
-        for name in ("encoder", "decoder"):
-            parser.link_arguments(name, f"pretrain.{name}")
-            parser.link_arguments(name, f"model.{name}")
-        parser.add_argument(
-            "--ckpt_path",
-            type=str | None,
-            default=None,
-            help="DEC checkpoint: resume `cluster`, or `predict` with it",
-        )
-
-    def pretrain_trainer(self) -> L.Trainer:
-        """A trainer with the clustering trainer's hardware settings and the pretraining length."""
-        module: AutoencoderPretraining = self.config_init["pretrain"]
-        logger = TensorBoardLogger(save_dir=self.log_root(), name="pretrain")
-        strategy = layerwise_ddp_strategy(self.trainer.strategy, module)
-        return self.instantiate_trainer(
-            max_steps=module.total_steps,
-            max_epochs=-1,
-            callbacks=pretraining_callbacks(self.trainer),
-            logger=logger,
-            **({"strategy": strategy} if strategy is not None else {}),
-        )
-
-    def log_root(self) -> str:
-        logger = self.trainer.logger
-        return logger.save_dir if logger is not None and logger.save_dir else self.trainer.default_root_dir
-
-
-def pretraining_callbacks(trainer: L.Trainer) -> list[L.Callback]:
-    """The pretraining trainer's callbacks: progress, and of the configured ones only `FlushDenormals`,
-    a hardware setting like precision; the others (k-means init, refresh of P, ...) belong to clustering."""
-    return [PhaseProgress(), *(c for c in trainer.callbacks if isinstance(c, FlushDenormals))]
-
-
-def layerwise_ddp_strategy(strategy: Strategy, module: AutoencoderPretraining) -> DDPStrategy | None:
-    """For pretraining under DDP with a layer-wise phase: the same DDP, told that parameters go unused.
-
-    Each greedy layer-wise step trains one encoder/decoder layer pair; DDP's reducer waits for
-    a gradient of every parameter unless ``find_unused_parameters`` is set, and fails otherwise.
-    None: the clustering trainer's strategy serves as it is.
-    """
-    if module.num_layers == 0 or not isinstance(strategy, DDPStrategy):
-        return None
-    if strategy._ddp_kwargs.get("find_unused_parameters"):
-        return None
-    return DDPStrategy(
-        start_method=strategy._start_method,
-        process_group_backend=strategy.process_group_backend,
-        timeout=strategy._timeout,
-        **{**strategy._ddp_kwargs, "find_unused_parameters": True},
-    )
 
 
 def _summary(cli: DECLightningCLI, seconds: float) -> str:
@@ -132,24 +64,6 @@ def _input_error(err: BaseException | None) -> DECInputError | None:
         seen.add(id(err))
         err = err.__cause__ or err.__context__
     return None
-
-
-def build_cli(command: str, args: list[str], cli_class: type[DECLightningCLI] = DECLightningCLI, **kwargs: Any):
-    """Parse the config into models, data and trainer (no training) for the given command."""
-    with warnings.catch_warnings():
-        # the command word is ours, so sys.argv and args differ by design
-        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-        return cli_class(
-            DEC,
-            L.LightningDataModule,
-            subclass_mode_data=True,
-            run=False,
-            args=args,
-            seed_everything_default=0,
-            auto_configure_optimizers=False,  # the modules take their optimizer as an argument
-            parser_kwargs={"prog": f"dec-lightning {command}"},
-            **kwargs,
-        )
 
 
 def validate_inputs(cli: DECLightningCLI, command: str) -> None:
@@ -190,12 +104,8 @@ def run_cli(args: list[str] | None = None) -> DECLightningCLI:
         raise SystemExit(0 if argv and argv[0] in ("-h", "--help") else 2)
     command, rest = argv[0], argv[1:]
     if command == "predict":
-        from dec_lightning.cli.predict import run_predict  # imports this module
-
         return run_predict(rest)
     if command == "select-k":
-        from dec_lightning.cli.select_k import run_select_k  # imports this module
-
         return run_select_k(rest)
     start = time.perf_counter()
     cli = build_cli(command, rest, save_config_kwargs={"overwrite": True})

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from lightning.pytorch.cli import LightningArgumentParser
 
-from dec_lightning.cli.main import DECLightningCLI, build_cli
+from dec_lightning.cli.common import DECLightningCLI, build_cli
 from dec_lightning.data.validation import ConfigError, require_file
 from dec_lightning.files import atomic_write_all
 from dec_lightning.metrics.clustering import clustering_scores

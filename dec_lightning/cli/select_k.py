@@ -25,7 +25,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
 from dec_lightning.callbacks import PhaseProgress, RunSummary, TensorBoardViews
-from dec_lightning.cli.main import DECLightningCLI, build_cli, pretraining_callbacks
+from dec_lightning.cli.common import DECLightningCLI, build_cli, pretraining_callbacks
 from dec_lightning.data.base import InMemoryDataModule
 from dec_lightning.data.validation import ConfigError, check_model_fits_data
 from dec_lightning.modules.dec import load_encoder_weights
