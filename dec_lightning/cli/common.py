@@ -29,9 +29,11 @@ class DECLightningCLI(LightningCLI):
         parser.add_class_arguments(AutoencoderPretraining, "pretrain")
         # Both stages build the encoder (and decoder) from the same config, so each checkpoint records
         # it and reloads alone (`DEC.load_from_checkpoint(path)`); `run` copies the pretrained weights.
+        # In subclass mode (`build_cli`: any module of the DEC family) the model's arguments sit under init_args.
+        model = "model.init_args" if self.subclass_mode_model else "model"
         for name in ("encoder", "decoder"):
             parser.link_arguments(name, f"pretrain.{name}")
-            parser.link_arguments(name, f"model.{name}")
+            parser.link_arguments(name, f"{model}.{name}")
         parser.add_argument(
             "--ckpt_path",
             type=str | None,
@@ -90,6 +92,7 @@ def build_cli(command: str, args: list[str], cli_class: type[DECLightningCLI] = 
         return cli_class(
             DEC,
             L.LightningDataModule,
+            subclass_mode_model=True,  # `--model dec_lightning.modules.DKM`; DEC when the config names none
             subclass_mode_data=True,
             run=False,
             args=args,

@@ -2,11 +2,14 @@
 
 The config has one ``encoder`` (and optionally one ``decoder``) shared by both stages, a ``data`` module, the
 ``pretrain`` stage (`AutoencoderPretraining` arguments), and the clustering stage as
-``model`` (`DEC` arguments) with its ``trainer``. The pretraining trainer reuses the
-trainer's hardware settings (accelerator, devices, strategy, precision); its length is
-the pretraining schedule.
+``model`` with its ``trainer``. ``model`` is `DEC` unless it names another subclass of it
+(``class_path``, or ``--model dec_lightning.modules.DKM``): both stages run the same way for
+every module of the family, each with the callbacks of its own config. The pretraining trainer
+reuses the trainer's hardware settings (accelerator, devices, strategy, precision); its length
+is the pretraining schedule.
 
     dec-lightning run --config configs/digits.yaml
+    dec-lightning run --config configs/digits_dkm.yaml                            # Deep k-Means
     dec-lightning pretrain --config configs/digits.yaml
     dec-lightning cluster --config configs/digits.yaml --model.pretrained PATH.ckpt
     dec-lightning cluster --config configs/digits.yaml --ckpt_path DEC.ckpt        # resume
@@ -31,7 +34,7 @@ from dec_lightning.modules.dec import load_checkpoint_file, load_encoder_weights
 
 COMMANDS = {
     "pretrain": "train the autoencoder and save its checkpoint",
-    "cluster": "run DEC from a pretrained encoder (--model.pretrained PATH)",
+    "cluster": "run DEC (or --model DKM) from a pretrained encoder (--model.pretrained PATH)",
     "run": "pretrain, then cluster, in one process",
     "predict": "assign the config's data with a trained DEC checkpoint (--ckpt_path, --output_dir)",
     "select-k": "choose K by DEC's generalizability on held-out data (--k 5:15, --holdout 0.2)",
@@ -132,6 +135,6 @@ def run_cli(args: list[str] | None = None) -> DECLightningCLI:
         cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path)
         if cli.trainer.is_global_zero:
             if cli.trainer.checkpoint_callback and cli.trainer.checkpoint_callback.best_model_path:
-                print(f"DEC checkpoint: {Path(cli.trainer.checkpoint_callback.best_model_path)}")
+                print(f"{type(cli.model).__name__} checkpoint: {Path(cli.trainer.checkpoint_callback.best_model_path)}")
             print(_summary(cli, time.perf_counter() - start))
     return cli
