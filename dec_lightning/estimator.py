@@ -206,16 +206,11 @@ class DEC(ClusterMixin, TransformerMixin, BaseEstimator):
         lr: SGD learning rate of the clustering stage, momentum 0.9 (paper: 0.01).
         alpha: degrees of freedom of the Student's t kernel (eq. 1; paper: 1).
         n_init: k-means restarts for the initial centres (paper: 20).
-        micro_clusters: None (the paper): the initial centres come from k-means. A number, e.g. 200:
-            the graph start, spectral clustering of the embedding's 10-nearest-neighbour graph
-            coarsened into that many k-means micro-clusters (`KMeansInit`), for data where k-means'
-            best partition joins two classes; on MNIST it lifted IDEC from 0.891 to 0.954 over
-            5 seeds (benchmarks/results/graph_start.md). Needs n_clusters < micro_clusters <= n_samples.
-        size_cap: None, or with ``micro_clusters``: no group of the graph start above this many times
-            the mean size; a larger one is cut in two and the two groups the graph least wants apart
-            merge (`KMeansInit`). For classes of similar size, and well above the largest class's share
-            of the mean (near it, that class may be cut instead: graph_size_cap_usps.md). On MNIST
-            (1.5) it kept 4 and 9 apart where the graph start joined them (graph_size_cap_cpu.md).
+        init: ``"kmeans"`` (the paper) or ``"graph"``: the initial centres from spectral clustering of
+            the embedding's nearest-neighbour graph coarsened into ``micro_clusters`` k-means
+            micro-clusters (`KMeansInit`), for data where k-means' best partition joins two touching
+            classes. Where the graph gives no trustworthy start the fit falls back to k-means with a warning.
+        micro_clusters: micro-clusters of the graph start (at most a fifth of the samples are used).
         batch_size: samples per step (paper: 256).
         random_state: seeds weights, shuffling and k-means (scikit-learn's name and types: an int,
             a `numpy.random.RandomState` to draw the seed from, or None for a fresh one each fit);
@@ -253,8 +248,8 @@ class DEC(ClusterMixin, TransformerMixin, BaseEstimator):
         lr: float = 0.01,
         alpha: float = 1.0,
         n_init: int = 20,
-        micro_clusters: int | None = None,
-        size_cap: float | None = None,
+        init: str = "kmeans",
+        micro_clusters: int = 100,
         batch_size: int = 256,
         random_state: int | np.random.RandomState | None = 0,
         accelerator: str = "auto",
@@ -274,8 +269,8 @@ class DEC(ClusterMixin, TransformerMixin, BaseEstimator):
         self.lr = lr
         self.alpha = alpha
         self.n_init = n_init
+        self.init = init
         self.micro_clusters = micro_clusters
-        self.size_cap = size_cap
         self.batch_size = batch_size
         self.random_state = random_state
         self.accelerator = accelerator
@@ -285,7 +280,7 @@ class DEC(ClusterMixin, TransformerMixin, BaseEstimator):
     # ------------------------------------------------------------------ training
 
     def _init_callback(self, seed: int) -> KMeansInit:
-        return KMeansInit(n_init=self.n_init, seed=seed, micro_clusters=self.micro_clusters, size_cap=self.size_cap)
+        return KMeansInit(n_init=self.n_init, seed=seed, init=self.init, micro_clusters=self.micro_clusters)
 
     def fit(self, X: np.ndarray | sp.spmatrix, y: np.ndarray | None = None) -> DEC:
         """Pretrain, initialise and cluster ``X`` (n_samples, n_features); returns self.
@@ -306,13 +301,10 @@ class DEC(ClusterMixin, TransformerMixin, BaseEstimator):
             raise ConfigError(
                 f"n_clusters must be between 2 and the number of samples ({n_samples}), got {self.n_clusters}"
             )
-        if self.micro_clusters is not None and not self.n_clusters < self.micro_clusters <= n_samples:
-            raise ConfigError(
-                f"micro_clusters must be None or between n_clusters + 1 ({self.n_clusters + 1}) and the number "
-                f"of samples ({n_samples}), got {self.micro_clusters}"
-            )
-        if self.size_cap is not None and (self.micro_clusters is None or self.size_cap < 1):
-            raise ConfigError(f"size_cap must be None, or >= 1 with micro_clusters set; got {self.size_cap}")
+        if self.init not in ("kmeans", "graph"):
+            raise ConfigError(f"init must be 'kmeans' or 'graph', got {self.init!r}")
+        if self.micro_clusters <= self.n_clusters:
+            raise ConfigError(f"micro_clusters must be above n_clusters ({self.n_clusters}), got {self.micro_clusters}")
         hidden_dims, embedding_dim, pretrain_steps = self._resolve_auto(n_samples, n_features)
         dims = [n_features, *hidden_dims, embedding_dim]
         with _quiet(not self.verbose), _seeded(seed):

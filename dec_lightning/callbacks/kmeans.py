@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import lightning as L
+import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import KMeans
 from torch import Tensor
 
-from dec_lightning.callbacks.graph_start import graph_spectral_labels, group_means
+from dec_lightning.callbacks.graph_start import GraphStartFailed, graph_spectral_labels, group_means
 from dec_lightning.modules.assignment import squared_distances
 from dec_lightning.modules.dataset_pass import release_free_memory, whole_dataset_pass
+
+SAMPLES_PER_MICRO = 5  # a micro-cluster holds a few samples on average; small data gets fewer of them
 
 
 def kmeans_on_embedding(
@@ -20,9 +24,9 @@ def kmeans_on_embedding(
     seed: int | None,
     max_samples: int | None = None,
     with_labels: bool = True,
-    micro_clusters: int | None = None,
-    n_neighbors: int = 10,
-    size_cap: float | None = None,
+    init: str = "kmeans",
+    micro_clusters: int = 100,
+    n_neighbors: int = 20,
 ) -> tuple[Tensor, Tensor | None]:
     """Return k-means ``(centers, labels)`` of the current embedding, identical on every rank.
 
@@ -39,11 +43,14 @@ def kmeans_on_embedding(
     30:226-256). The labels are then each sample's nearest centre, from a second pass;
     ``with_labels=False`` skips it and returns ``None`` (`KMeansInit` needs only the centres).
 
-    ``micro_clusters``: instead of k-means, spectral clustering of the embedding's
-    nearest-neighbour graph coarsened into that many k-means micro-clusters
-    (`graph_spectral_labels`, with its ``n_neighbors`` and ``size_cap``); the
-    centres are the means of its groups.
+    ``init="graph"``: instead of k-means, spectral clustering of the embedding's nearest-neighbour
+    graph coarsened into ``micro_clusters`` k-means micro-clusters (`graph_spectral_labels`, with
+    its ``n_neighbors``; at most a fifth of the samples), the centres being its groups' means.
+    Where the graph gives no trustworthy start (`GraphStartFailed`) this run falls back to
+    k-means, with one warning saying why.
     """
+    if init not in ("kmeans", "graph"):
+        raise ValueError(f"init must be 'kmeans' or 'graph', got {init!r}")
     random_state = seed if seed is not None else torch.initial_seed() % 2**32
     n = len(trainer.train_dataloader.dataset)
     rows = None
@@ -56,24 +63,21 @@ def kmeans_on_embedding(
     if trainer.is_global_zero:
         data = embedding.double().cpu().numpy()
         del embedding  # the float64 copy is what k-means reads
-        if micro_clusters:
-            labels = graph_spectral_labels(
-                data,
-                pl_module.n_clusters,
-                micro_clusters,
-                n_neighbors,
-                random_state,
-                size_cap=size_cap,
-            )
+        labels = (
+            graph_start_or_none(data, pl_module.n_clusters, micro_clusters, n_neighbors, random_state)
+            if (init == "graph")
+            else None
+        )
+        if labels is not None:
             centers = group_means(data, labels, pl_module.n_clusters)
         else:
             # copy_x=False: k-means centres our own copy in place instead of copying it again (same result)
             kmeans = KMeans(pl_module.n_clusters, n_init=n_init, random_state=random_state, copy_x=False)
-            labels = kmeans.fit_predict(data)
+            labels = kmeans.fit_predict(data).astype(np.int32)  # int32: half the memory of N labels
             centers = kmeans.cluster_centers_
         del data
         release_free_memory()
-        result = (torch.from_numpy(centers).float(), torch.from_numpy(labels).long())
+        result = (torch.from_numpy(centers).float(), torch.from_numpy(labels))
     else:
         del embedding
     centers, labels = trainer.strategy.broadcast(result, src=0)
@@ -82,7 +86,28 @@ def kmeans_on_embedding(
         return centers, None
     if rows is not None:
         labels, _ = whole_dataset_pass(trainer, pl_module, lambda x: nearest_center(pl_module.embed(x), centers))
-    return centers, labels.to(pl_module.device)
+    return centers, labels.long().to(pl_module.device)
+
+
+def graph_start_or_none(
+    data: np.ndarray, n_clusters: int, micro_clusters: int, n_neighbors: int, random_state: int
+) -> np.ndarray | None:
+    """The graph start's labels, or None (with one warning) where it gives no trustworthy start."""
+    n_micro = min(micro_clusters, len(data) // SAMPLES_PER_MICRO)
+    try:
+        if n_micro <= n_clusters:
+            raise GraphStartFailed(
+                f"{len(data)} samples give {n_micro} micro-clusters of {SAMPLES_PER_MICRO} samples, "
+                f"not more than the {n_clusters} clusters"
+            )
+        return graph_spectral_labels(data, n_clusters, n_micro, n_neighbors, random_state)
+    except GraphStartFailed as failure:
+        rank_zero_warn(f"graph start: {failure}; this run starts from k-means instead", category=GraphStartWarning)
+        return None
+
+
+class GraphStartWarning(UserWarning):
+    """The graph start fell back to k-means for this run."""
 
 
 def nearest_center(z: Tensor, centers: Tensor) -> Tensor:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 
@@ -19,20 +19,16 @@ class KMeansInit(L.Callback):
         seed: k-means seed; default: derived from the run's seed.
         max_samples: above this many samples, k-means runs on a uniform random sample of this
             size (drawn with the k-means seed), so its memory and time stay bounded for data
-            larger than memory (`kmeans_on_embedding`); None: always all samples. The default
-            leaves every data set up to a million samples (all benchmarks here) untouched.
-        micro_clusters: None (the paper): k-means. A number: spectral clustering of the
-            embedding's nearest-neighbour graph coarsened into that many micro-clusters
+            larger than memory (`kmeans_on_embedding`); None: always all samples.
+        init: ``"kmeans"`` (the paper) or ``"graph"``: spectral clustering of the embedding's
+            nearest-neighbour graph coarsened into ``micro_clusters`` k-means micro-clusters
             (`graph_spectral_labels`), which keeps touching clusters apart where k-means merges
-            them; the centres are its groups' means. Costs a k-nearest-neighbour search of the
-            embedded samples (30-40 s for MNIST's 70000 on one CPU thread). ``n_init`` is then unused:
-            the over-clustering runs `graph_start.MICRO_N_INIT` restarts.
-        n_neighbors: neighbours per sample in that graph.
-        size_cap: None, or (with ``micro_clusters``) the largest graph group allowed, in multiples
-            of the mean size: a larger group is cut in two and the two groups the graph least
-            wants apart merge (`graph_spectral_labels`); rejoins a class the graph split while
-            touching classes stay apart. A prior of classes of similar size
-            (benchmarks/results/graph_size_cap_cpu.md).
+            them; the centres are its groups' means. Where the graph gives no trustworthy start
+            (unconnected parts, an empty or tiny group, too few samples) the run falls back to
+            k-means with one warning.
+        micro_clusters: micro-clusters of the graph start (at most a fifth of the samples).
+        n_neighbors: neighbours per sample in that graph. Both defaults were chosen on selection data
+            only (digits, synthetic and small tabular sets; docs/graph_start.md), never on MNIST, USPS or Reuters.
     """
 
     def __init__(
@@ -40,24 +36,24 @@ class KMeansInit(L.Callback):
         n_init: int = 20,
         seed: int | None = None,
         max_samples: int | None = 1_000_000,
-        micro_clusters: int | None = None,
-        n_neighbors: int = 10,
-        size_cap: float | None = None,
+        init: Literal["kmeans", "graph"] = "kmeans",
+        micro_clusters: int = 100,
+        n_neighbors: int = 20,
     ) -> None:
         if max_samples is not None and max_samples < 1:
             raise ValueError(f"max_samples must be >= 1 or None, got {max_samples}")
-        if micro_clusters is not None and micro_clusters < 2:
-            raise ValueError(f"micro_clusters must be >= 2 or None, got {micro_clusters}")
-        if micro_clusters is None and size_cap is not None:
-            raise ValueError("size_cap shapes the graph start: it needs micro_clusters")
-        if size_cap is not None and size_cap < 1:
-            raise ValueError(f"size_cap must be >= 1 (the mean group size) or None, got {size_cap}")
+        if init not in ("kmeans", "graph"):
+            raise ValueError(f"init must be 'kmeans' or 'graph', got {init!r}")
+        if micro_clusters < 2:
+            raise ValueError(f"micro_clusters must be >= 2, got {micro_clusters}")
+        if n_neighbors < 1:
+            raise ValueError(f"n_neighbors must be >= 1, got {n_neighbors}")
         self.n_init = n_init
         self.seed = seed
         self.max_samples = max_samples
+        self.init = init
         self.micro_clusters = micro_clusters
         self.n_neighbors = n_neighbors
-        self.size_cap = size_cap
         self.done = False
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -70,9 +66,9 @@ class KMeansInit(L.Callback):
             self.seed,
             max_samples=self.max_samples,
             with_labels=False,
+            init=self.init,
             micro_clusters=self.micro_clusters,
             n_neighbors=self.n_neighbors,
-            size_cap=self.size_cap,
         )
         pl_module.centers.data.copy_(centers)
         self.done = True
