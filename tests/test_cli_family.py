@@ -47,7 +47,7 @@ def model_section(printed: str) -> str:
     return "\n".join(lines[start:end])
 
 
-# ----------------------------------------------------------------------------- item 5: no import circle
+# ----------------------------------------------------------------------------- no import circle
 
 
 def cli_imports(path: Path) -> set[str]:
@@ -78,7 +78,7 @@ def test_only_main_imports_the_subcommands() -> None:
     assert 'dec-lightning = "dec_lightning.cli.main:main"' in (REPO_ROOT / "pyproject.toml").read_text()
 
 
-# ----------------------------------------------------------------------------- item 6: the model family
+# ----------------------------------------------------------------------------- the model family
 
 
 def test_plain_model_block_stays_dec(capsys: pytest.CaptureFixture[str]) -> None:
