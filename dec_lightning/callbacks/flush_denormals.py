@@ -2,10 +2,9 @@
 
 Adam's moments (running means of the gradient and its square) of a weight whose gradient has gone
 to zero (a ReLU unit that stopped firing) decay by beta1 or beta2 per step through the subnormal
-range (below 1.2e-38), where x86 arithmetic takes a slow microcode path. After 20 epochs of MNIST
-pretraining 1.36 M of the 6.66 M Adam moments were subnormal, and a training step took 1.47x as
-long as with them flushed to zero (1.74x against flushing plus fused Adam; `benchmarks/denormals.py`,
-`benchmarks/results/denormals.md`).
+range (below 1.2e-38, IEEE 754), where x86 arithmetic takes a slow microcode path; late in
+pretraining a large share of the moments can sit there. Flushing them to zero (FTZ/DAZ) keeps every
+step on the fast path. How much it saves on which CPU: docs/performance.md.
 """
 
 from __future__ import annotations

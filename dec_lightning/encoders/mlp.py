@@ -21,9 +21,8 @@ def initialize(layers: nn.ModuleList, init: Init) -> None:
     ``"pytorch"``: `nn.Linear`'s own, weights and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (DEC-keras'
     MNIST pretraining uses this fan-in uniform init too, with SGD lr 1 for 300 epochs).
     ``"glorot_uniform"``: Keras' default, weights U(-l, l) with l = sqrt(6 / (fan_in + fan_out))
-    (Glorot & Bengio 2010, eq. 16) and zero biases. An earlier, unrecorded probe found it much
-    better on MNIST; measured with 25 Adam pretraining epochs it made no difference (seeds 0-1:
-    0.846 against 0.845; benchmarks/results/mnist_plain_glorot.md), so the default stays.
+    (Glorot & Bengio 2010, eq. 16) and zero biases, offered to match DEC-keras. The default stays
+    PyTorch's: neither is better for DEC in principle, and docs/results.md compares the two.
     """
     if init == "pytorch":
         return  # nn.Linear initialised itself

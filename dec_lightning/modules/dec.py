@@ -181,8 +181,8 @@ class DEC(L.LightningModule):
 
         P is computed in place: ``q``'s storage becomes ``target`` (pass a copy to keep Q), and
         the new labels overwrite the previous ones chunk by chunk, so a refresh holds one N x K
-        array and one label array instead of Q, P, two label arrays and their temporaries
-        (data larger than memory, README).
+        array and one label array instead of Q, P, two label arrays and their temporaries, so
+        memory per sample stays bounded for data larger than memory.
         """
         old = self.labels
         if old is not None and old.shape == (len(q),) and old.dtype == torch.long and old.device == q.device:
