@@ -35,7 +35,7 @@ bench: $(STAMP)
 
 # Late pretraining steps on a CPU: subnormal Adam moments, FlushDenormals and fused Adam (~10 min, MNIST).
 bench-denormals: $(STAMP)
-	$(PY) benchmarks/denormals.py
+	$(PY) benchmarks/studies/denormals.py
 
 # Growth of epoch, refresh and k-means time and of peak RSS with N up to 1e6, then a 4 GB memory-mapped
 # file clustered end to end (peak RssAnon / file size; needs ~6 GB free in the temp folder; ~10-15 min).

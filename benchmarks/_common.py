@@ -1,4 +1,8 @@
-"""Shared helpers of the benchmarks: thread setup, machine facts, merged JSON results, Markdown report."""
+"""Shared helpers of the benchmarks: threads, machine facts, performance.{json,md}, datasets, a Python-API pipeline.
+
+Every suite and study imports it as ``benchmarks._common`` (each script puts the repository root
+on ``sys.path``), so they record machines and write reports the same way.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,16 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+if TYPE_CHECKING:
+    import lightning as L
+    import numpy as np
+    from torch import nn
+
+    from dec_lightning.modules import DEC, AutoencoderPretraining
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 JSON_PATH = RESULTS_DIR / "performance.json"
 MD_PATH = RESULTS_DIR / "performance.md"
@@ -33,7 +45,7 @@ LEFT = (
     ),
     (
         "Adam(fused=True) is measured above on the first steps of a fresh autoencoder; late in pretraining it "
-        "gains more, with subnormal Adam moments (benchmarks/results/denormals.md): the MNIST fast configs "
+        "gains more, with subnormal Adam moments (benchmarks/studies/results/denormals.md): the MNIST fast configs "
         "and usps_fast_aug now set `fused: true`, the others keep the default Adam they were measured with."
     ),
     "Larger batches (a larger matmul share per step) were not tried: DEC's batch size is 256.",
@@ -409,3 +421,144 @@ def render_markdown(r: dict[str, Any]) -> str:
         out += ["## Where the time goes (torch.profiler, Lightning run, 1 thread)", "", "```", r["profile"], "```", ""]
     out += ["## Left", "", *(f"- {x}" for x in LEFT), ""]
     return "\n".join(out)
+
+
+# ----------------------------------------------------------------------------- datasets as arrays
+
+IMAGE_SHAPES = {"digits": (1, 8, 8), "usps": (1, 16, 16), "mnist": (1, 28, 28)}
+ARRAY_DATASETS = (*IMAGE_SHAPES, "reuters")
+
+
+def data_dir() -> Path:
+    """``DEC_DATA_DIR``, default ``<repo>/../shared/data`` (where the Makefile points it too)."""
+    return Path(os.environ.get("DEC_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
+
+
+def load_arrays(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, y)`` of a dataset for `ArrayDataModule`: float32 features, int64 labels.
+
+    Images in [0, 1], one flat image per row, as DEC-keras scales them; Reuters is the 4-class
+    Reuters-21578 tf-idf scaled as `ReutersDataModule` does, densified.
+    """
+    import numpy as np
+
+    if name == "digits":
+        from sklearn.datasets import load_digits
+
+        x, y = load_digits(return_X_y=True)
+        return (x / 16.0).astype(np.float32), y.astype(np.int64)
+    if name == "usps":
+        from torchvision.datasets import USPS
+
+        parts = [USPS(str(data_dir() / "usps"), train=t, download=False) for t in (True, False)]
+        x = np.concatenate([p.data.reshape(len(p.data), -1) for p in parts]).astype(np.float32) / 255.0
+        y = np.concatenate([np.asarray(p.targets) for p in parts]).astype(np.int64)
+        return x, y
+    if name == "mnist":
+        from torchvision.datasets import MNIST
+
+        parts = [MNIST(str(data_dir()), train=t, download=False) for t in (True, False)]
+        x = np.concatenate([p.data.numpy().reshape(len(p.data), -1) for p in parts]).astype(np.float32) / 255.0
+        y = np.concatenate([p.targets.numpy() for p in parts]).astype(np.int64)
+        return x, y
+    if name == "reuters":
+        from dec_lightning.data import ReutersDataModule
+
+        x, y = ReutersDataModule(data_dir()).load_arrays()
+        return x.toarray().astype(np.float32), y.astype(np.int64)
+    raise ValueError(f"unknown dataset {name!r}; choose from {sorted(ARRAY_DATASETS)}")
+
+
+# ----------------------------------------------------------------------------- pretrain + cluster in Python
+
+QUIET = {
+    "accelerator": "cpu",
+    "devices": 1,
+    "logger": False,
+    "enable_checkpointing": False,
+    "enable_progress_bar": False,
+    "enable_model_summary": False,
+}
+
+
+def quiet() -> None:
+    """One torch thread and no Lightning chatter: many short fits in one process."""
+    import logging
+    import warnings
+
+    import torch
+
+    torch.set_num_threads(1)
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*clusters are (near-)?empty.*")
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def pretrain(
+    x: np.ndarray,
+    y: np.ndarray,
+    seed: int,
+    encoder: nn.Module,
+    decoder: nn.Module | None,
+    batch_size: int,
+    **kwargs: Any,
+) -> tuple[AutoencoderPretraining, float]:
+    """Fit the autoencoder; returns it and its wall time in seconds."""
+    import lightning as L
+
+    from dec_lightning.data import ArrayDataModule
+    from dec_lightning.modules import AutoencoderPretraining
+
+    L.seed_everything(seed, verbose=False)
+    module = AutoencoderPretraining(encoder, decoder, **kwargs)
+    start = time.perf_counter()
+    L.Trainer(max_steps=module.total_steps, max_epochs=-1, **QUIET).fit(
+        module, datamodule=ArrayDataModule(x, labels=y, batch_size=batch_size)
+    )
+    return module, time.perf_counter() - start
+
+
+def cluster(
+    x: np.ndarray,
+    y: np.ndarray,
+    seed: int,
+    pretrained: AutoencoderPretraining,
+    batch_size: int,
+    max_steps: int,
+    update_interval: int,
+    extra_callbacks: Callable[[], list[L.Callback]] = list,
+    n_init: int = 20,
+    module: type[DEC] | None = None,
+    **dec_kwargs: Any,
+) -> dict[str, float]:
+    """DEC (default), IDEC or DKM from copies of the pretrained modules for exactly ``max_steps`` steps.
+
+    Returns the scores and the wall time. The target distribution P is refreshed every
+    ``update_interval`` steps for the KL objective; `DKM` has no P and relabels once per epoch by itself.
+    """
+    import copy
+
+    import lightning as L
+
+    from dec_lightning.callbacks import KMeansInit, TargetDistributionRefresh
+    from dec_lightning.data import ArrayDataModule
+    from dec_lightning.modules import DEC
+
+    module = module or DEC
+    L.seed_everything(seed, verbose=False)
+    model = module(copy.deepcopy(pretrained.encoder), decoder=copy.deepcopy(pretrained.decoder), **dec_kwargs)
+    callbacks: list[L.Callback] = [KMeansInit(n_init=n_init)]
+    if module.clustering_term == "kl":
+        callbacks.append(TargetDistributionRefresh(update_interval=update_interval))
+    start = time.perf_counter()
+    L.Trainer(max_steps=max_steps, max_epochs=-1, callbacks=callbacks + extra_callbacks(), **QUIET).fit(
+        model, datamodule=ArrayDataModule(x, labels=y, batch_size=batch_size)
+    )
+    return {**model.scores, "seconds": time.perf_counter() - start}
+
+
+def mean_std(values: list[float]) -> str:
+    import numpy as np
+
+    return f"{np.mean(values):.3f} ± {np.std(values):.3f}"

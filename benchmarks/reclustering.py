@@ -38,13 +38,14 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import lightning as L
 import numpy as np
 import torch
-from _common import cpu_model
-from beyond_pipeline import cluster, mean_std, pretrain, quiet
-from image_data import load
 
+from benchmarks._common import cluster, cpu_model, mean_std, pretrain, quiet
+from benchmarks._common import load_arrays as load
 from dec_lightning.callbacks import CentroidReinit
 from dec_lightning.encoders import MLPEncoder
 from dec_lightning.modules import DEC, DKM

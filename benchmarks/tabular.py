@@ -28,9 +28,8 @@ from sklearn.datasets import make_blobs, make_classification
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from sklearn.preprocessing import StandardScaler
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import loadavg, machine_facts, set_threads
-
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._common import loadavg, machine_facts, set_threads
 from dec_lightning import DEC
 from dec_lightning.estimator import auto_settings
 

@@ -1,11 +1,11 @@
-"""`benchmarks/denormals.py`: its subnormal count, and that each timed variant resumes the same saved state."""
+"""`benchmarks/studies/denormals.py`: its subnormal count, and that each timed variant resumes the same saved state."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from benchmarks.denormals import VARIANTS, adam_moments, markdown, subnormal_count, timed_from
+from benchmarks.studies.denormals import VARIANTS, adam_moments, markdown, subnormal_count, timed_from
 
 
 def test_subnormal_count_counts_only_subnormals() -> None:
@@ -37,7 +37,7 @@ def test_each_variant_resumes_the_saved_state_without_changing_it() -> None:
 def test_markdown_lists_every_variant_with_its_speedup() -> None:
     ms = {name: {"median": 10.0 + i, "min": 9.0, "max": 12.0} for i, name in enumerate(VARIANTS)}
     result = {
-        "command": "python benchmarks/denormals.py",
+        "command": "python benchmarks/studies/denormals.py",
         "machine": {"cpu": "cpu", "cores": 2, "torch": "2"},
         "settings": {"threads": 1, "init": "glorot_uniform", "warm_epochs": 20, "steps": 100, "repeats": 4},
         "load_average_start": [1.0],

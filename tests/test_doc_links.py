@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-DOCS = sorted([REPO / "README.md", *(REPO / "docs").glob("*.md"), *(REPO / "benchmarks" / "results").glob("*.md")])
+DOCS = sorted(
+    [
+        REPO / "README.md",
+        *(REPO / "docs").glob("*.md"),
+        *(REPO / "benchmarks").glob("*.md"),
+        *(REPO / "benchmarks" / "results").glob("*.md"),
+        *(REPO / "benchmarks" / "studies" / "results").glob("*.md"),
+    ]
+)
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 

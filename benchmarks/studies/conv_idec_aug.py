@@ -1,10 +1,10 @@
 """Conv autoencoder + IDEC + augmentation (ConvIDEC-DA) on USPS/MNIST, on whatever schedule fits.
 
-    # a reduced run: pretrain, then cluster; writes benchmarks/results/<dataset>_conv_idec_aug_reduced.json
-    OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/conv_idec_aug.py run --dataset usps --seeds 0 \
+    # a reduced run: pretrain, then cluster; writes benchmarks/studies/results/<dataset>_conv_idec_aug_reduced.json
+    OMP_NUM_THREADS=1 python benchmarks/studies/conv_idec_aug.py run --dataset usps --seeds 0 \
         --pretrain_steps 1850 --cluster_steps 1500
     # time steps only (no result), to extrapolate the full schedule of configs/<dataset>_conv_idec_aug.yaml
-    OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/conv_idec_aug.py time --dataset mnist
+    OMP_NUM_THREADS=1 python benchmarks/studies/conv_idec_aug.py time --dataset mnist
 
 The settings mirror configs/<dataset>_conv_idec_aug.yaml except for the schedule lengths. The config's
 own schedule is measured by the quality benchmark (`<dataset>_conv_idec_aug.json`):
@@ -17,23 +17,26 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
 
 import numpy as np
 import torch
 import yaml
-from beyond_pipeline import cluster, pretrain, quiet
-from image_data import IMAGE_SHAPES, load
 
+from benchmarks._common import IMAGE_SHAPES, cluster, pretrain, quiet
+from benchmarks._common import load_arrays as load
 from dec_lightning.callbacks import ToleranceStopping
 from dec_lightning.data.augment import RandomShiftRotate
 from dec_lightning.encoders import ConvDecoder, ConvEncoder
 from dec_lightning.modules import DEC
 from dec_lightning.modules.dataset_pass import EVAL_BATCH_SIZE
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def settings(dataset: str) -> dict:

@@ -1,4 +1,4 @@
-"""1 vs 2 torch threads on the same autoencoder step, alternated in one process (results: results/threads.md)."""
+"""1 vs 2 torch threads on the same autoencoder step, alternated in one process (results/threads.md beside this file)."""
 
 import os
 import time

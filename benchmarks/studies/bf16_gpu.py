@@ -2,9 +2,9 @@
 
 The same step as `make bench`'s bf16 row (`throughput.lightning_run`: the paper's 784-500-500-2000-10
 autoencoder, Adam, `AutoencoderPretraining` under `lightning.Trainer`), timed on ``cuda`` at the
-paper's batch of 256 and at 4096. Results: ``benchmarks/results/bf16_gpu.{json,md}``.
+paper's batch of 256 and at 4096. Results: ``benchmarks/studies/results/bf16_gpu.{json,md}``.
 
-Run on a machine with a CUDA GPU: ``python benchmarks/bf16_gpu.py``.
+Run on a machine with a CUDA GPU: ``python benchmarks/studies/bf16_gpu.py``.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from benchmarks import throughput
 from benchmarks._common import loadavg, machine_facts
 
-RESULTS = REPO / "benchmarks" / "results"
+RESULTS = Path(__file__).resolve().parent / "results"
 PRECISIONS = ("32-true", "bf16-mixed")
 
 
@@ -56,7 +56,7 @@ def main() -> None:
     payload = {
         "gpu": torch.cuda.get_device_name(0),
         "machine": machine_facts(),
-        "command": "python benchmarks/bf16_gpu.py",
+        "command": "python benchmarks/studies/bf16_gpu.py",
         "loadavg_after": loadavg(),
         "rows": rows,
         "wall_s": time.perf_counter() - start,

@@ -1,12 +1,12 @@
 """Measured: what ``dec-lightning select-k`` picks, with the whole table, the cost and the machine.
 
-    python benchmarks/select_k.py --name digits -- --config configs/digits.yaml --k 2:15
-    python benchmarks/select_k.py --name mnist -- --config configs/mnist_fast.yaml --k 5:15 \\
+    python benchmarks/studies/select_k.py --name digits -- --config configs/digits.yaml --k 2:15
+    python benchmarks/studies/select_k.py --name mnist -- --config configs/mnist_fast.yaml --k 5:15 \\
         --data.init_args.data_dir ../shared/data --pretrain.finetune_steps 2190 --trainer.max_steps 840
 
 Everything after ``--`` is passed to ``dec-lightning select-k`` as it is, run in-process through
 `run_cli` from the repository root with one torch thread. Writes
-``benchmarks/results/select_k_<name>.csv`` (the command's table, one row per K) and ``.md``
+``benchmarks/studies/results/select_k_<name>.csv`` (the command's table, one row per K) and ``.md``
 (the command, seed, machine, torch threads, load average, wall time, the table and the pick).
 """
 
@@ -21,16 +21,18 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
-sys.path.insert(0, str(REPO / "benchmarks"))
+REPO = Path(__file__).resolve().parents[2]
+RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(REPO))
 
-from _common import loadavg, machine_facts, set_threads
+from benchmarks._common import loadavg, machine_facts, set_threads
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--name", required=True, help="results go to benchmarks/results/select_k_<name>.{csv,md}")
+    parser.add_argument(
+        "--name", required=True, help="results go to benchmarks/studies/results/select_k_<name>.{csv,md}"
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--note", default="", help="a sentence for the Markdown page (e.g. the schedule)")
     parser.add_argument("cli_args", nargs=argparse.REMAINDER, help="-- then the select-k arguments")
@@ -52,7 +54,9 @@ def main() -> None:
     load_after = loadavg()
     result = cli.result
     facts = machine_facts()
-    command = f"python benchmarks/select_k.py --name {args.name} --threads {args.threads} -- {shlex.join(cli_args)}"
+    command = (
+        f"python benchmarks/studies/select_k.py --name {args.name} --threads {args.threads} -- {shlex.join(cli_args)}"
+    )
     lines = [
         f"# select-k on {args.name}: measured",
         "",
