@@ -198,6 +198,7 @@ def main() -> None:
     result = {
         "command": command.strip(),
         "seeds": args.seeds,
+        "start": start_of(DEC()),
         "machine": machine_facts(),
         "loadavg_before": before,
         "loadavg_after": loadavg(),
@@ -213,6 +214,11 @@ def main() -> None:
     JSON.write_text(json.dumps(result, indent=2) + "\n")
     PAGE.write_text(page(result))
     print(PAGE.read_text())
+
+
+def start_of(estimator: DEC) -> str:
+    """The start DEC's centres come from with the estimator's defaults, as the results table names it."""
+    return "k-means" if estimator.init == "kmeans" else f"graph (micro_clusters {estimator.micro_clusters})"
 
 
 # What the numbers say, kept beside the code that produced them; re-read after every run.
