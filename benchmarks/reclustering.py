@@ -157,8 +157,8 @@ def page(result: dict) -> str:
 {runs}
 
 Raw rows: `reclustering.json` (ACC, NMI, ARI and wall times per dataset, seed and arm; `summary`
-holds the per-arm means). Verdict in plain words: the README's section
-[Re-clustering: what we measured](../../README.md#re-clustering-what-we-measured).
+holds the per-arm means). Verdict in plain words:
+[docs/results.md](../../docs/results.md#re-clustering-during-training).
 
 {table(result)}
 
