@@ -350,6 +350,25 @@ def render_markdown(r: dict[str, Any]) -> str:
             ),
             "",
         ]
+    gs = r.get("graph_start")
+    if gs:
+        row = gs["row"]
+        out += [
+            "## The graph start at scale (`make bench-scaling`)",
+            "",
+            gs["setup"],
+            "",
+            (
+                f"- {row['n']:,} x {row['d']}: **{row['seconds']:.0f} s** (target: {gs['target']}), ACC against the blobs "
+                f"{row['acc_vs_blobs']:.3f}, peak RSS {row['peak_rss_mib']:.0f} MiB"
+            ),
+            (
+                f"- command: `{gs['command']}`, torch threads {row['machine']['torch_num_threads']}, "
+                f"{row['machine']['cpu_model']} ({row['machine']['cpu_count']} CPUs), load before/after "
+                f"{gs['loadavg_before']} / {gs['loadavg_after']}"
+            ),
+            "",
+        ]
     mm = r.get("mmap")
     if mm:
         row = mm["row"]

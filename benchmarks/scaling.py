@@ -5,6 +5,10 @@ training epoch under `lightning.Trainer`, time per whole-dataset Q refresh, k-me
 initialisation time (scikit-learn, 20 restarts) and peak RSS. Linear growth shows as a flat
 time-per-sample column.
 
+The graph start at scale: ``--graph-n`` (default 1e6) rows of a 10-d embedding-like mixture (10
+Gaussian blobs) get `graph_spectral_labels` with its defaults, one thread, in a fresh process:
+``graph_start_1m_s`` in performance.json. ``--graph-n 0`` skips it.
+
 Then data larger than memory: a ``--mmap-gb`` GB float32 ``.npy`` file (default 4 GB, 10M x 100)
 is written to ``--mmap-dir``, clustered end to end by the `DEC` estimator from
 ``np.load(path, mmap_mode="r")`` in a fresh process, and deleted; the process's peak anonymous
@@ -42,6 +46,7 @@ from sklearn.cluster import KMeans
 
 from benchmarks._common import loadavg, machine_facts, peak_rss_mib, set_threads, update_results
 from dec_lightning.callbacks import TargetDistributionRefresh
+from dec_lightning.callbacks.graph_start import GRAPH_SAMPLES, graph_spectral_labels
 from dec_lightning.data import ArrayDataModule
 from dec_lightning.data.indexed import IndexedDataset, collate_batch
 from dec_lightning.encoders.mlp import MLPEncoder
@@ -240,7 +245,7 @@ def mmap_run(
 def mmap_note(row: dict[str, Any]) -> str:
     """Where the peak goes: the imports, DEC's per-sample state (P, labels, shuffle order) and the rest."""
     file_mib, n = row["file_bytes"] / 2**20, row["n"]
-    state = {"P (N x K float32)": n * row["k"] * 4, "labels (N int64)": n * 8, "shuffle order (N int32)": n * 4}
+    state = {"P (N x K float32)": n * row["k"] * 4, "labels (N int32)": n * 4, "shuffle order (N int32)": n * 4}
     state_mib = sum(state.values()) / 2**20
     rest = row["peak_rss_anon_mib"] - row["rss_anon_before_fit_mib"] - state_mib
     parts = ", ".join(f"{name} {b / 2**20:.0f} MiB" for name, b in state.items())
@@ -318,6 +323,50 @@ def run_mmap(args: argparse.Namespace) -> None:
 
 
 SIZES = "10000,100000,1000000"
+GRAPH_D = 10  # DEC's embedding size
+
+
+def graph_run(n: int) -> dict[str, Any]:
+    """Time the graph start (its defaults) on ``n`` x 10 blobs; peak RSS of this process."""
+    from sklearn.datasets import make_blobs
+
+    set_threads(1)
+    x, y = make_blobs(n, GRAPH_D, centers=K, cluster_std=4.0, random_state=0)
+    start = time.perf_counter()
+    labels = graph_spectral_labels(x, K)
+    seconds = time.perf_counter() - start
+    return {
+        "n": n,
+        "d": GRAPH_D,
+        "k": K,
+        "graph_samples": GRAPH_SAMPLES,
+        "seconds": seconds,
+        "acc_vs_blobs": cluster_accuracy(torch.from_numpy(labels.astype(np.int64)), torch.from_numpy(y)),
+        "peak_rss_mib": peak_rss_mib(),
+        "machine": machine_facts(),
+    }
+
+
+def run_graph(n: int) -> None:
+    """`graph_run` in a fresh process; records the ``graph_start`` section and ``graph_start_1m_s``."""
+    before = loadavg()
+    cmd = [sys.executable, __file__, "--graph-run", str(n)]
+    row = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+    print(f"graph start on {n:,} x {GRAPH_D}: {row['seconds']:.0f} s, ACC {row['acc_vs_blobs']:.3f}", flush=True)
+    payload = {
+        "setup": (
+            f"graph_spectral_labels with its defaults (100 micro-clusters, 20 neighbours, split-and-merge, graph "
+            f"built from a uniform sample of {GRAPH_SAMPLES:,} rows, KD-tree neighbour search) on {n:,} x {GRAPH_D} "
+            f"Gaussian blobs (K={K}), one thread, in a fresh process"
+        ),
+        "row": row,
+        "target": "<= 300 s for 1M x 10 on one thread",
+        "command": "make bench-scaling  (OMP_NUM_THREADS=1 python benchmarks/scaling.py)",
+        "loadavg_before": before,
+        "loadavg_after": loadavg(),
+    }
+    top = {"graph_start_1m_s": row["seconds"]} if n == 1_000_000 else {}
+    update_results("graph_start", payload, top_level=top)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -332,12 +381,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mmap-pretrain-steps", type=int, default=300)
     parser.add_argument("--mmap-cluster-steps", type=int, default=300)
     parser.add_argument("--mmap-update-interval", type=int, default=100)
+    parser.add_argument("--graph-n", type=int, default=1_000_000, help="rows for the graph start's timing; 0 skips")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--graph-run", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--mmap-run", help=argparse.SUPPRESS)
     parser.add_argument("--mmap-labels", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
         print(json.dumps(one(args.one, args.max_steps, args.kmeans_max_n)))
+        return
+    if args.graph_run:
+        print(json.dumps(graph_run(args.graph_run)))
         return
     if args.mmap_run:
         steps = (args.mmap_pretrain_steps, args.mmap_cluster_steps, args.mmap_update_interval)
@@ -345,6 +399,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.sizes:
         sweep(args)
+    if args.graph_n > 0:
+        run_graph(args.graph_n)
     if args.mmap_gb > 0:
         run_mmap(args)
 

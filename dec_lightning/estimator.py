@@ -205,11 +205,12 @@ class DEC(ClusterMixin, TransformerMixin, BaseEstimator):
         tol: stop when fewer than this fraction of labels change between refreshes (paper: 0.001).
         lr: SGD learning rate of the clustering stage, momentum 0.9 (paper: 0.01).
         alpha: degrees of freedom of the Student's t kernel (eq. 1; paper: 1).
-        n_init: k-means restarts for the initial centres (paper: 20).
-        init: ``"kmeans"`` (the paper) or ``"graph"``: the initial centres from spectral clustering of
-            the embedding's nearest-neighbour graph coarsened into ``micro_clusters`` k-means
-            micro-clusters (`KMeansInit`), for data where k-means' best partition joins two touching
-            classes. Where the graph gives no trustworthy start the fit falls back to k-means with a warning.
+        n_init: k-means restarts for the initial centres (paper: 20), with ``init="kmeans"`` or a fallback.
+        init: ``"graph"`` (default): the initial centres from spectral clustering of the embedding's
+            nearest-neighbour graph coarsened into ``micro_clusters`` k-means micro-clusters
+            (`KMeansInit`), which keeps apart touching classes that k-means' best partition joins.
+            Where the graph gives no trustworthy start the fit falls back to k-means with a warning.
+            ``"kmeans"``: the paper's start, k-means with ``n_init`` restarts.
         micro_clusters: micro-clusters of the graph start (at most a fifth of the samples are used).
         batch_size: samples per step (paper: 256).
         random_state: seeds weights, shuffling and k-means (scikit-learn's name and types: an int,
@@ -248,7 +249,7 @@ class DEC(ClusterMixin, TransformerMixin, BaseEstimator):
         lr: float = 0.01,
         alpha: float = 1.0,
         n_init: int = 20,
-        init: str = "kmeans",
+        init: str = "graph",
         micro_clusters: int = 100,
         batch_size: int = 256,
         random_state: int | np.random.RandomState | None = 0,
@@ -329,7 +330,7 @@ class DEC(ClusterMixin, TransformerMixin, BaseEstimator):
             trainer.fit(module, datamodule=data)
         module.eval()
         self.module_ = module
-        self.labels_ = module.labels.cpu().numpy()
+        self.labels_ = module.labels.long().cpu().numpy()  # int32 inside the module, int64 for the user
         self.cluster_centers_ = module.centers.detach().cpu().numpy()
         self.scores_ = dict(module.scores)
         self.n_iter_ = int(trainer.global_step)

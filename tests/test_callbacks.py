@@ -75,7 +75,7 @@ def test_kmeans_init_matches_sklearn(blobs_datamodule, trainer_kwargs, seed) -> 
     module = make_dec(dm, DropoutEncoder([dm.input_dim, 16, 4]))
     if seed is None:
         L.seed_everything(123, verbose=False)  # the default k-means seed derives from the run's seed
-    init, probe = KMeansInit(n_init=3, seed=seed), StartProbe()
+    init, probe = KMeansInit(init="kmeans", n_init=3, seed=seed), StartProbe()
     trainer = L.Trainer(max_steps=1, callbacks=[init, probe, TargetDistributionRefresh(5)], **trainer_kwargs)
     trainer.fit(module, datamodule=dm)
 
@@ -94,7 +94,7 @@ def test_kmeans_init_runs_once_per_run(blobs_datamodule, trainer_kwargs) -> None
     """A restored `done` flag (resumed run) keeps the centres the run already has."""
     dm = blobs_datamodule
     module = make_dec(dm)
-    init = KMeansInit(n_init=1, seed=0)
+    init = KMeansInit(init="kmeans", n_init=1, seed=0)
     init.load_state_dict({"done": True})
     probe = StartProbe()
     before = module.centers.detach().clone()
@@ -130,7 +130,7 @@ def test_target_refresh_only_at_multiples_of_interval(blobs_datamodule, trainer_
     module = make_dec(dm)
     interval, max_steps = 5, 23  # 8 batches per epoch: refreshes straddle epoch boundaries
     probe = RefreshProbe()
-    callbacks = [KMeansInit(n_init=1, seed=0), TargetDistributionRefresh(interval), probe]
+    callbacks = [KMeansInit(init="kmeans", n_init=1, seed=0), TargetDistributionRefresh(interval), probe]
     L.Trainer(max_steps=max_steps, callbacks=callbacks, **trainer_kwargs).fit(module, datamodule=dm)
 
     records = probe.records
@@ -159,7 +159,7 @@ def test_target_refresh_once_per_optimizer_step_with_accumulation(blobs_datamodu
     dm = blobs_datamodule
     module = make_dec(dm)
     probe, stopping = RefreshProbe(), ToleranceStopping(tol=1e-9)
-    callbacks = [KMeansInit(n_init=1, seed=0), TargetDistributionRefresh(3), stopping, probe]
+    callbacks = [KMeansInit(init="kmeans", n_init=1, seed=0), TargetDistributionRefresh(3), stopping, probe]
     trainer = L.Trainer(max_steps=12, accumulate_grad_batches=2, callbacks=callbacks, **trainer_kwargs)
     trainer.fit(module, datamodule=dm)
     counts = {}
@@ -183,7 +183,7 @@ def test_tolerance_close_to_one_stops_at_second_refresh(blobs_datamodule, traine
     dm = blobs_datamodule
     module = make_dec(dm)
     stopping = ToleranceStopping(tol=0.999)
-    callbacks = [KMeansInit(n_init=1, seed=0), TargetDistributionRefresh(5), stopping]
+    callbacks = [KMeansInit(init="kmeans", n_init=1, seed=0), TargetDistributionRefresh(5), stopping]
     trainer = L.Trainer(max_steps=100, callbacks=callbacks, **trainer_kwargs)
     trainer.fit(module, datamodule=dm)
     # the second refresh happens before step 5; that batch still finishes, so training ends at step 6
@@ -197,7 +197,7 @@ def test_tolerance_zero_never_stops(blobs_datamodule, trainer_kwargs) -> None:
     dm = blobs_datamodule
     module = make_dec(dm)
     stopping = ToleranceStopping(tol=0.0)
-    callbacks = [KMeansInit(n_init=1, seed=0), TargetDistributionRefresh(4), stopping]
+    callbacks = [KMeansInit(init="kmeans", n_init=1, seed=0), TargetDistributionRefresh(4), stopping]
     trainer = L.Trainer(max_steps=30, callbacks=callbacks, **trainer_kwargs)
     trainer.fit(module, datamodule=dm)
     assert stopping.stopped_step is None
@@ -270,7 +270,7 @@ def test_centroid_reinit_each_epoch_after_the_first(blobs_datamodule, trainer_kw
     before, after = EpochProbe(batches=False), EpochProbe()
     reinit = CentroidReinit(n_init=2, seed=0)
     # interval far beyond the run: every refresh after the first is one forced by a stale P
-    callbacks = [KMeansInit(n_init=2, seed=0), before, reinit, TargetDistributionRefresh(1000), after]
+    callbacks = [KMeansInit(init="kmeans", n_init=2, seed=0), before, reinit, TargetDistributionRefresh(1000), after]
     L.Trainer(max_epochs=3, callbacks=callbacks, **trainer_kwargs).fit(module, datamodule=dm)
 
     assert reinit.reinit_count == 2
@@ -323,7 +323,7 @@ def test_whole_dataset_pass_returns_rows_in_index_order(blobs_datamodule, traine
     dm = blobs_datamodule
     module = make_dec(dm)
     probe = PassProbe()
-    callbacks = [KMeansInit(n_init=1, seed=0), probe, TargetDistributionRefresh(5)]
+    callbacks = [KMeansInit(init="kmeans", n_init=1, seed=0), probe, TargetDistributionRefresh(5)]
     trainer = L.Trainer(max_steps=1, callbacks=callbacks, **trainer_kwargs)
     trainer.fit(module, datamodule=dm)
     x, y = dm.dataset.x, dm.dataset.y

@@ -200,7 +200,7 @@ def test_augmentation_only_in_training_batches(augment: bool, trainer_kwargs: di
     probe.calls.clear()
     model = DEC(probe, n_clusters=3, decoder=pretrain.decoder, reconstruction_weight=0.1, augment=aug)
     seen = BatchIndex()
-    callbacks = [KMeansInit(n_init=2), TargetDistributionRefresh(update_interval=2), seen]
+    callbacks = [KMeansInit(init="kmeans", n_init=2), TargetDistributionRefresh(update_interval=2), seen]
     L.Trainer(max_steps=5, callbacks=callbacks, **trainer_kwargs).fit(model, datamodule=data)
     train_inputs = [x_ for training, x_ in probe.calls if training]
     eval_inputs = torch.cat([x_ for training, x_ in probe.calls if not training])

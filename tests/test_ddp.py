@@ -118,7 +118,7 @@ def run_worker(spec: dict[str, Any]) -> None:
     ``REINIT_STEPS`` (no tolerance stop) so that it re-initialises twice.
     """
     reinit = bool(spec.get("reinit", False))
-    micro_clusters = spec.get("micro_clusters")  # the graph start instead of k-means
+    init = spec.get("init", "kmeans")  # the k-means runs are the reference; "graph": the graph start
     torch.set_num_threads(1)
     devices = int(spec["devices"])
     L.seed_everything(SEED)
@@ -136,7 +136,7 @@ def run_worker(spec: dict[str, Any]) -> None:
         enable_progress_bar=False,
         enable_model_summary=False,
         callbacks=[
-            KMeansInit(n_init=4, seed=SEED, micro_clusters=micro_clusters),
+            KMeansInit(n_init=4, seed=SEED, init=init, micro_clusters=50, graph_samples=spec.get("graph_samples")),
             TargetDistributionRefresh(update_interval=UPDATE_INTERVAL),
             RankProbe(spec["out"]),
             ToleranceStopping(tol=0.0 if reinit else TOL),
@@ -149,10 +149,10 @@ def run_worker(spec: dict[str, Any]) -> None:
 # ----------------------------------------------------------------------------- test side
 
 
-def launch(devices: int, weights: Path, out: Path, reinit: bool = False, micro_clusters: int | None = None) -> None:
-    """Run the worker in its own process group; kill the whole group if it outlives the timeout."""
-    spec = {"devices": devices, "weights": str(weights), "out": str(out), "reinit": reinit}
-    spec["micro_clusters"] = micro_clusters
+def launch(devices: int, weights: Path, out: Path, reinit: bool = False, **init: Any) -> None:
+    """Run the worker in its own process group; kill the whole group if it outlives the timeout.
+    ``init``: `KMeansInit` settings (``init``, ``graph_samples``)."""
+    spec = {"devices": devices, "weights": str(weights), "out": str(out), "reinit": reinit, **init}
     launch_worker(__file__, spec, out, WORKER_TIMEOUT_S, f"{devices}-process clustering")
 
 
@@ -298,10 +298,11 @@ def test_centroid_reinit_under_ddp(weights: Path, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_graph_start_under_ddp(weights: Path, runs: dict[int, Path], tmp_path: Path) -> None:
-    """The graph start runs on rank 0 and is broadcast: the same centres as one process, ranks in step."""
+    """The graph start runs on rank 0 and is broadcast: the same centres as one process, ranks in step.
+    Its graph is built from a sample of 600 of the 1797 rows, the path that bounds its time at any N."""
     outs = {1: tmp_path / "single", 2: tmp_path / "ddp"}
     for devices, out in outs.items():
-        launch(devices, weights, out, micro_clusters=50)
+        launch(devices, weights, out, init="graph", graph_samples=600)
     (single,) = read_ranks(outs[1], 1)
     rank0, rank1 = read_ranks(outs[2], 2)
     init = [torch.load(outs[d] / "first_refresh_rank0.pt", weights_only=True)["state"]["centers"] for d in (1, 2)]

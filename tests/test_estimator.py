@@ -202,31 +202,25 @@ def test_invalid_settings_fail_before_training(data) -> None:
         DEC(**{**SMALL, "n_clusters": BLOBS_N + 1}).fit(x)
     with pytest.raises(DataValidationError, match="NaN"):
         DEC(**SMALL).fit(np.full((10, 3), np.nan))
-    for bad in (BLOBS_K, BLOBS_N + 1):
-        with pytest.raises(
-            ConfigError, match=rf"micro_clusters must be None or between n_clusters \+ 1 \(5\) .* got {bad}"
-        ):
-            DEC(**{**SMALL, "micro_clusters": bad}).fit(x)
-    for bad in ({"size_cap": 1.5}, {"micro_clusters": 40, "size_cap": 0.5}):
-        with pytest.raises(
-            ConfigError, match=f"size_cap must be None, or >= 1 with micro_clusters set; got {bad['size_cap']}"
-        ):
-            DEC(**{**SMALL, **bad}).fit(x)
+    with pytest.raises(ConfigError, match=rf"micro_clusters must be above n_clusters \(5\), got {BLOBS_K}"):
+        DEC(**{**SMALL, "micro_clusters": BLOBS_K}).fit(x)
+    with pytest.raises(ConfigError, match="init must be 'kmeans' or 'graph', got 'spectral'"):
+        DEC(**{**SMALL, "init": "spectral"}).fit(x)
 
 
-def test_graph_start_is_used_and_clusters(data, monkeypatch) -> None:
-    """``micro_clusters`` reaches `KMeansInit`: the start comes from `graph_spectral_labels`, and it clusters."""
+@pytest.mark.parametrize("init", ["graph", "kmeans"])
+def test_the_start_follows_init_and_clusters(data, monkeypatch, init) -> None:
+    """``init`` reaches `KMeansInit`: the graph start (the default) calls `graph_spectral_labels` with
+    ``micro_clusters``; ``init="kmeans"`` never does. Both cluster the blobs."""
     from dec_lightning.callbacks import kmeans
 
     calls = []
     real = kmeans.graph_spectral_labels
-    monkeypatch.setattr(
-        kmeans, "graph_spectral_labels", lambda *a, **k: calls.append((*a[1:4], k["size_cap"])) or real(*a, **k)
-    )
+    monkeypatch.setattr(kmeans, "graph_spectral_labels", lambda *a, **k: calls.append(a[1:5]) or real(*a, **k))
     x, y = data
-    est = DEC(**{**SMALL, "micro_clusters": 40, "size_cap": 1.5}).fit(x, y)
-    assert calls == [(BLOBS_K, 40, 10, 1.5)]  # n_clusters, micro-clusters, neighbours, size cap
-    assert est.get_params()["micro_clusters"] == 40 and est.get_params()["size_cap"] == 1.5
+    est = DEC(**{**SMALL, "micro_clusters": 40, **({} if init == "graph" else {"init": init})}).fit(x, y)
+    assert est.get_params()["init"] == init
+    assert calls == ([(BLOBS_K, 40, 20, 0)] if init == "graph" else [])  # n_clusters, micro, neighbours, seed
     assert est.scores_["acc"] > 0.95
 
 

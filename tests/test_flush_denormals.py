@@ -59,7 +59,7 @@ def test_flushes_during_fit_and_not_after(blobs_datamodule, trainer_kwargs) -> N
 
 def test_pretraining_takes_only_flush_denormals() -> None:
     flush = FlushDenormals()
-    trainer = L.Trainer(callbacks=[KMeansInit(n_init=1), flush], logger=False, enable_progress_bar=False)
+    trainer = L.Trainer(callbacks=[KMeansInit(init="kmeans", n_init=1), flush], logger=False, enable_progress_bar=False)
     callbacks = pretraining_callbacks(trainer)
     assert [type(c) for c in callbacks] == [PhaseProgress, FlushDenormals]
     assert callbacks[1] is flush

@@ -112,7 +112,7 @@ def python_checkpoint(blobs_datamodule, trainer_kwargs, tmp_path) -> tuple[DEC, 
     """A DEC built in Python (default optimizer), trained a few steps, saved by its trainer."""
     L.seed_everything(0, verbose=False)
     module = DEC(MLPEncoder([16, 16, 4]), n_clusters=4)
-    callbacks = [KMeansInit(n_init=2, seed=0), TargetDistributionRefresh(5)]
+    callbacks = [KMeansInit(init="kmeans", n_init=2, seed=0), TargetDistributionRefresh(5)]
     trainer = L.Trainer(max_steps=12, callbacks=callbacks, **trainer_kwargs)
     trainer.fit(module, datamodule=blobs_datamodule)
     path = tmp_path / "dec.ckpt"

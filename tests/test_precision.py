@@ -50,7 +50,7 @@ def test_bf16_mixed_trains_in_bf16_and_decides_in_float32(blobs, blobs_datamodul
     dtypes = OutputDtypes(encoder)
     model = DEC(encoder, n_clusters=4)
     probe = PassUnderAutocast(at_step=5)
-    callbacks = [KMeansInit(n_init=5), TargetDistributionRefresh(update_interval=4), probe]
+    callbacks = [KMeansInit(init="kmeans", n_init=5), TargetDistributionRefresh(update_interval=4), probe]
     L.Trainer(max_steps=12, callbacks=callbacks, **trainer_kwargs, **BF16).fit(model, datamodule=blobs_datamodule)
 
     assert dtypes.train == {torch.bfloat16}  # the training steps did run under autocast

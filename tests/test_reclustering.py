@@ -207,7 +207,7 @@ def test_dkm_trains_and_refreshes_labels_each_epoch(blobs_datamodule, trainer_kw
     dm = blobs_datamodule
     module = make_dkm(dm, annealing=True, epochs_per_alpha=2)
     probe = BatchProbe()
-    L.Trainer(max_epochs=5, callbacks=[KMeansInit(n_init=2, seed=0), probe], **trainer_kwargs).fit(
+    L.Trainer(max_epochs=5, callbacks=[KMeansInit(init="kmeans", n_init=2, seed=0), probe], **trainer_kwargs).fit(
         module, datamodule=dm
     )
     records = probe.records
@@ -231,7 +231,7 @@ def test_tolerance_stopping_works_with_dkm(blobs_datamodule, trainer_kwargs) -> 
     dm = blobs_datamodule
     module = make_dkm(dm)
     stopping = ToleranceStopping(tol=0.999)
-    trainer = L.Trainer(max_epochs=10, callbacks=[KMeansInit(n_init=1, seed=0), stopping], **trainer_kwargs)
+    trainer = L.Trainer(max_epochs=10, callbacks=[KMeansInit(init="kmeans", n_init=1, seed=0), stopping], **trainer_kwargs)
     trainer.fit(module, datamodule=dm)
     steps_per_epoch = len(dm.train_dataloader())
     assert module.refresh_count == 2
@@ -243,7 +243,7 @@ def test_target_refresh_is_harmless_with_dkm(blobs_datamodule, trainer_kwargs) -
     dm = blobs_datamodule
     module = make_dkm(dm)
     probe = BatchProbe()
-    callbacks = [KMeansInit(n_init=1, seed=0), TargetDistributionRefresh(update_interval=5), probe]
+    callbacks = [KMeansInit(init="kmeans", n_init=1, seed=0), TargetDistributionRefresh(update_interval=5), probe]
     L.Trainer(max_steps=12, callbacks=callbacks, **trainer_kwargs).fit(module, datamodule=dm)
     steps_per_epoch = len(dm.train_dataloader())  # 7: epoch starts at steps 0 and 7
     counts = [r["count"] for r in probe.records]
@@ -259,7 +259,7 @@ def test_target_refresh_is_harmless_with_dkm(blobs_datamodule, trainer_kwargs) -
 def test_dkm_checkpoint_round_trip(blobs_datamodule, trainer_kwargs, tmp_path: Path) -> None:
     dm = blobs_datamodule
     module = make_dkm(dm, annealing=True, epochs_per_alpha=1)
-    trainer = L.Trainer(max_epochs=3, callbacks=[KMeansInit(n_init=1, seed=0)], **trainer_kwargs)
+    trainer = L.Trainer(max_epochs=3, callbacks=[KMeansInit(init="kmeans", n_init=1, seed=0)], **trainer_kwargs)
     trainer.fit(module, datamodule=dm)
     path = tmp_path / "dkm.ckpt"
     trainer.save_checkpoint(path)
@@ -295,7 +295,7 @@ def test_roy_mode_freezes_centres_and_reclusters_each_epoch_end(blobs_datamodule
     encoder_before = copy.deepcopy(module.encoder.state_dict())
     before, after, batches = EpochEndProbe(), EpochEndProbe(), BatchProbe()
     roy = CentroidReinit(mode="roy", n_init=2, seed=0)
-    init = KMeansInit(n_init=2, seed=0)
+    init = KMeansInit(init="kmeans", n_init=2, seed=0)
     trainer = L.Trainer(max_epochs=3, callbacks=[init, batches, before, roy, after], **trainer_kwargs)
     trainer.fit(module, datamodule=dm)
 
@@ -418,7 +418,7 @@ def test_brb_soft_resets_reclusters_and_clears_centre_state(blobs_datamodule, tr
         extra = [TargetDistributionRefresh(update_interval=1000)]
     before, after = BRBProbe(), BRBProbe()
     brb = CentroidReinit(mode="brb", interval=2, n_init=2, seed=5)
-    callbacks = [KMeansInit(n_init=2, seed=0), *extra, before, brb, after]
+    callbacks = [KMeansInit(init="kmeans", n_init=2, seed=0), *extra, before, brb, after]
     L.Trainer(max_epochs=3, callbacks=callbacks, **trainer_kwargs).fit(module, datamodule=dm)
 
     assert brb.reset_count == 1 and brb.reinit_count == 1 and brb.last_reset_seed == 5

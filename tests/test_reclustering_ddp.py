@@ -129,7 +129,7 @@ def run_worker(spec: dict[str, Any]) -> None:
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        callbacks=[KMeansInit(n_init=2, seed=SEED), *callbacks, RankProbe(spec["out"])],
+        callbacks=[KMeansInit(init="kmeans", n_init=2, seed=SEED), *callbacks, RankProbe(spec["out"])],
     )
     trainer.fit(model, datamodule=DigitsDataModule(batch_size=BATCH_PER_RANK))
 

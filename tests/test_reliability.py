@@ -86,7 +86,7 @@ def _clustering(pretrained: Path, seed: int = 0, reinit: bool = True, **dec_kwar
     L.seed_everything(seed)
     model = DEC(MLPEncoder(DIMS), n_clusters=K, pretrained=str(pretrained), **dec_kwargs)
     # update_interval 5 does not divide the 8 steps of an epoch: refreshes straddle epoch boundaries
-    callbacks = [KMeansInit(n_init=3), TargetDistributionRefresh(update_interval=5)]
+    callbacks = [KMeansInit(init="kmeans", n_init=3), TargetDistributionRefresh(update_interval=5)]
     if reinit:
         callbacks.append(CentroidReinit(n_init=3))
     return model, callbacks
@@ -258,7 +258,7 @@ def test_n_clusters_below_two_names_the_config_key() -> None:
 
 def test_more_clusters_than_samples_fails_before_training(digits: np.ndarray) -> None:
     model = DEC(MLPEncoder(DIMS), n_clusters=K)
-    trainer = _trainer(max_steps=5, callbacks=[KMeansInit(n_init=1), TargetDistributionRefresh(2)])
+    trainer = _trainer(max_steps=5, callbacks=[KMeansInit(init="kmeans", n_init=1), TargetDistributionRefresh(2)])
     with pytest.raises(ValueError) as excinfo:
         trainer.fit(model, datamodule=ArrayDataModule(digits[:7], batch_size=4))
     assert_clear_error(excinfo, ConfigError, "model.n_clusters=10", "only 7 samples")
@@ -267,7 +267,7 @@ def test_more_clusters_than_samples_fails_before_training(digits: np.ndarray) ->
 
 def test_input_dim_mismatch_names_the_encoder_key(digits: np.ndarray) -> None:
     model = DEC(MLPEncoder(DIMS), n_clusters=K)
-    trainer = _trainer(max_steps=5, callbacks=[KMeansInit(n_init=1), TargetDistributionRefresh(2)])
+    trainer = _trainer(max_steps=5, callbacks=[KMeansInit(init="kmeans", n_init=1), TargetDistributionRefresh(2)])
     with pytest.raises(ValueError) as excinfo:
         trainer.fit(model, datamodule=ArrayDataModule(digits[:, :20]))
     assert_clear_error(excinfo, ConfigError, "20 features", "expects 64", "encoder.init_args.dims[0]")

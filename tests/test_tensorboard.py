@@ -152,7 +152,7 @@ def test_confusion_image_colours_and_labels() -> None:
 def test_other_loggers_are_skipped(tmp_path, trainer_kwargs, blobs_datamodule) -> None:
     """With a CSV logger only, the views write nothing and training is unaffected."""
     module = DECModule(MLPEncoder([16, 8, 4]), n_clusters=BLOBS_K)
-    callbacks = [KMeansInit(n_init=2), TargetDistributionRefresh(update_interval=4), TensorBoardViews()]
+    callbacks = [KMeansInit(init="kmeans", n_init=2), TargetDistributionRefresh(update_interval=4), TensorBoardViews()]
     kwargs = {**trainer_kwargs, "logger": CSVLogger(str(tmp_path))}
     L.Trainer(max_steps=8, callbacks=callbacks, **kwargs).fit(module, blobs_datamodule)
     assert module.labels is not None and module.scores

@@ -10,7 +10,7 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import KMeans
 from torch import Tensor
 
-from dec_lightning.callbacks.graph_start import GraphStartFailed, graph_spectral_labels, group_means
+from dec_lightning.callbacks.graph_start import GRAPH_SAMPLES, GraphStartFailed, graph_spectral_labels, group_means
 from dec_lightning.modules.assignment import squared_distances
 from dec_lightning.modules.dataset_pass import release_free_memory, whole_dataset_pass
 
@@ -27,6 +27,7 @@ def kmeans_on_embedding(
     init: str = "kmeans",
     micro_clusters: int = 100,
     n_neighbors: int = 20,
+    graph_samples: int | None = GRAPH_SAMPLES,
 ) -> tuple[Tensor, Tensor | None]:
     """Return k-means ``(centers, labels)`` of the current embedding, identical on every rank.
 
@@ -45,7 +46,8 @@ def kmeans_on_embedding(
 
     ``init="graph"``: instead of k-means, spectral clustering of the embedding's nearest-neighbour
     graph coarsened into ``micro_clusters`` k-means micro-clusters (`graph_spectral_labels`, with
-    its ``n_neighbors``; at most a fifth of the samples), the centres being its groups' means.
+    its ``n_neighbors``; at most a fifth of the samples; built from ``graph_samples`` rows), the
+    centres being its groups' means.
     Where the graph gives no trustworthy start (`GraphStartFailed`) this run falls back to
     k-means, with one warning saying why.
     """
@@ -63,11 +65,10 @@ def kmeans_on_embedding(
     if trainer.is_global_zero:
         data = embedding.double().cpu().numpy()
         del embedding  # the float64 copy is what k-means reads
-        labels = (
-            graph_start_or_none(data, pl_module.n_clusters, micro_clusters, n_neighbors, random_state)
-            if (init == "graph")
-            else None
-        )
+        labels = None
+        if init == "graph":
+            graph = {"n_micro": micro_clusters, "n_neighbors": n_neighbors, "max_graph_samples": graph_samples}
+            labels = graph_start_or_none(data, pl_module.n_clusters, random_state, **graph)
         if labels is not None:
             centers = group_means(data, labels, pl_module.n_clusters)
         else:
@@ -90,17 +91,23 @@ def kmeans_on_embedding(
 
 
 def graph_start_or_none(
-    data: np.ndarray, n_clusters: int, micro_clusters: int, n_neighbors: int, random_state: int
+    data: np.ndarray,
+    n_clusters: int,
+    random_state: int,
+    n_micro: int,
+    n_neighbors: int,
+    max_graph_samples: int | None,
 ) -> np.ndarray | None:
     """The graph start's labels, or None (with one warning) where it gives no trustworthy start."""
-    n_micro = min(micro_clusters, len(data) // SAMPLES_PER_MICRO)
+    rows = len(data) if max_graph_samples is None else min(len(data), max_graph_samples)
+    n_micro = min(n_micro, rows // SAMPLES_PER_MICRO)
     try:
         if n_micro <= n_clusters:
             raise GraphStartFailed(
-                f"{len(data)} samples give {n_micro} micro-clusters of {SAMPLES_PER_MICRO} samples, "
+                f"{rows} samples give {n_micro} micro-clusters of {SAMPLES_PER_MICRO} samples, "
                 f"not more than the {n_clusters} clusters"
             )
-        return graph_spectral_labels(data, n_clusters, n_micro, n_neighbors, random_state)
+        return graph_spectral_labels(data, n_clusters, n_micro, n_neighbors, random_state, max_graph_samples=rows)
     except GraphStartFailed as failure:
         rank_zero_warn(f"graph start: {failure}; this run starts from k-means instead", category=GraphStartWarning)
         return None
@@ -122,7 +129,8 @@ def match_clusters(new_labels: Tensor, old_labels: Tensor, n_clusters: int) -> T
     of P) stable across re-initialisations.
     """
     counts = torch.zeros(n_clusters, n_clusters, dtype=torch.long)
-    counts.index_put_((new_labels.cpu(), old_labels.cpu()), torch.ones_like(new_labels.cpu()), accumulate=True)
+    new, old = new_labels.cpu().long(), old_labels.cpu().long()  # labels may be int32
+    counts.index_put_((new, old), torch.ones_like(new), accumulate=True)
     rows, cols = linear_sum_assignment(counts.numpy(), maximize=True)
     perm = torch.empty(n_clusters, dtype=torch.long)
     perm[torch.from_numpy(rows)] = torch.from_numpy(cols)

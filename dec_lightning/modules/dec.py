@@ -185,7 +185,7 @@ class DEC(L.LightningModule):
         memory per sample stays bounded for data larger than memory.
         """
         old = self.labels
-        if old is not None and old.shape == (len(q),) and old.dtype == torch.long and old.device == q.device:
+        if old is not None and old.shape == (len(q),) and old.dtype == torch.int32 and old.device == q.device:
             changed = 0
             for start in range(0, len(q), _LABEL_CHUNK):
                 new = q[start : start + _LABEL_CHUNK].argmax(dim=1)
@@ -195,7 +195,7 @@ class DEC(L.LightningModule):
             self.delta_label = float(torch.tensor(float(changed)) / len(q)) if len(q) else 0.0
             labels = old
         else:
-            labels = q.argmax(dim=1)
+            labels = q.argmax(dim=1).int()  # int32: half the memory of N labels (K < 2**31)
             if old is not None:
                 self.delta_label = label_change_fraction(labels, old.to(labels.device))
             self.labels = labels
@@ -240,7 +240,7 @@ class DEC(L.LightningModule):
         The pass returns only each row's argmax, not Q: N labels instead of N x K floats.
         """
         self.labels = None  # replaced below; not held twice at the peak
-        self.labels, y = whole_dataset_pass(self.trainer, self, lambda x: self(x).argmax(dim=1))
+        self.labels, y = whole_dataset_pass(self.trainer, self, lambda x: self(x).argmax(dim=1).int())
         self.scores = clustering_scores(self.labels, y)
         if self.scores:
             for logger in self.trainer.loggers:

@@ -198,7 +198,7 @@ class DKM(DEC):
         DKM has no target distribution: ``target`` keeps G only so that a stale-P check
         (`TargetDistributionRefresh`) sees a fresh value instead of refreshing at every step.
         """
-        labels = q.argmax(dim=1)
+        labels = q.argmax(dim=1).int()  # int32, as DEC's
         if self.labels is not None:
             self.delta_label = label_change_fraction(labels, self.labels.to(labels.device))
         self.target = q
