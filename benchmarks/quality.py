@@ -51,7 +51,7 @@ class BenchmarkProbe(L.Callback):
 
     ``save_embedding``: a folder; the pretrained embedding of every sample (float32, in index
     order) and the labels are saved there as ``z_seed<seed>.npy`` and ``y.npy`` when clustering
-    starts, for `benchmarks/start_diagnosis.py`.
+    starts, for `benchmarks/studies/start_diagnosis.py`.
     """
 
     def __init__(self, save_embedding: str | None = None) -> None:
@@ -379,6 +379,23 @@ def markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def start_of(config: str) -> str:
+    """Where the config's `KMeansInit` takes DEC's centres from, in the results tables' words."""
+    import inspect
+
+    import yaml
+
+    from dec_lightning.callbacks import KMeansInit
+
+    callbacks = yaml.safe_load((REPO / config).read_text())["trainer"].get("callbacks", [])
+    given = next((cb.get("init_args", {}) for cb in callbacks if cb["class_path"].endswith("KMeansInit")), {})
+    defaults = {k: p.default for k, p in inspect.signature(KMeansInit).parameters.items()}
+    settings = {**defaults, **given}
+    if settings["init"] == "kmeans":
+        return "k-means"
+    return f"graph ({settings['micro_clusters']} micro-clusters, {settings['n_neighbors']} neighbours)"
+
+
 def portable_command(argv: list[str]) -> str:
     """The command as it runs from the repository root on any machine: absolute paths made relative to it."""
 
@@ -438,7 +455,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--save-embedding",
         metavar="DIR",
-        help="save each seed's pretrained embedding and the labels there (for benchmarks/start_diagnosis.py)",
+        help="save each seed's pretrained embedding and the labels there (for benchmarks/studies/start_diagnosis.py)",
     )
     parser.add_argument("extra", nargs=argparse.REMAINDER, help="after --: more dec-lightning arguments")
     args = parser.parse_args(argv)
@@ -471,7 +488,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         runs = sorted((r for s in sources for r in s["runs"]), key=lambda r: r["seed"])
         if len({r["seed"] for r in runs}) < len(runs):
             parser.error("--merge: a seed appears in more than one file")
-        keep = {k: first.get(k) for k in ("machine", "raw_kmeans", "target", "target_acc", "objective")}
+        keep = {k: first.get(k) for k in ("machine", "raw_kmeans", "target", "target_acc", "objective", "start")}
         commands = [s["command"] for s in sources]
         keep["command"] = commands[0] if len(commands) == 1 else commands
         summary = summarize(
@@ -481,7 +498,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         (out_dir / f"{stem}.md").write_text(markdown(summary))
         return summary
 
-    results: dict[str, Any] = {"machine": machine_info(), "command": command, "note": args.note, **targets(args)}
+    results: dict[str, Any] = {
+        "machine": machine_info(),
+        "command": command,
+        "note": args.note,
+        "start": start_of(config),
+        **targets(args),
+    }
     if args.raw_kmeans or (args.raw_kmeans is None and args.dataset == "reuters"):
         from dec_lightning.data import DigitsDataModule, MNISTDataModule, ReutersDataModule, USPSDataModule
 

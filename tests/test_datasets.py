@@ -93,7 +93,11 @@ def test_short_fit_on_mnist_subset_beats_chance(mnist: MNISTDataModule) -> None:
     pretrain = AutoencoderPretraining(encoder, finetune_steps=400, optimizer=lambda p: torch.optim.Adam(p, 1e-3))
     L.Trainer(max_steps=400, **quiet).fit(pretrain, datamodule=dm)
     dec = DEC(encoder, n_clusters=10)
-    callbacks = [KMeansInit(init="kmeans", n_init=5), TargetDistributionRefresh(update_interval=16), ToleranceStopping(0.001)]
+    callbacks = [
+        KMeansInit(init="kmeans", n_init=5),
+        TargetDistributionRefresh(update_interval=16),
+        ToleranceStopping(0.001),
+    ]
     L.Trainer(max_steps=160, callbacks=callbacks, **quiet).fit(dec, datamodule=dm)
     assert dec.scores["acc"] > 0.4, dec.scores
     assert dec.scores["nmi"] > 0.35, dec.scores

@@ -202,7 +202,7 @@ def test_invalid_settings_fail_before_training(data) -> None:
         DEC(**{**SMALL, "n_clusters": BLOBS_N + 1}).fit(x)
     with pytest.raises(DataValidationError, match="NaN"):
         DEC(**SMALL).fit(np.full((10, 3), np.nan))
-    with pytest.raises(ConfigError, match=rf"micro_clusters must be above n_clusters \(5\), got {BLOBS_K}"):
+    with pytest.raises(ConfigError, match=rf"micro_clusters must be above n_clusters \({BLOBS_K}\), got {BLOBS_K}"):
         DEC(**{**SMALL, "micro_clusters": BLOBS_K}).fit(x)
     with pytest.raises(ConfigError, match="init must be 'kmeans' or 'graph', got 'spectral'"):
         DEC(**{**SMALL, "init": "spectral"}).fit(x)

@@ -172,13 +172,19 @@ def test_graph_from_a_sample_labels_every_row_by_its_nearest_micro_centre() -> N
 
 
 def test_graph_search_is_bounded_by_the_sample(monkeypatch) -> None:
-    """The neighbour search sees at most ``max_graph_samples`` rows, whatever N: its cost is bounded."""
+    """The neighbour search sees at most ``max_graph_samples`` rows, whatever N: its cost is bounded;
+    searched in blocks, it gives the same graph as one search of all rows."""
     data, _ = strips(n_per_strip=500)
     seen = []
-    real = graph_start.nearest_neighbors
-    monkeypatch.setattr(graph_start, "nearest_neighbors", lambda x, k: seen.append(len(x)) or real(x, k))
+    real = graph_start.knn_affinity
+    monkeypatch.setattr(graph_start, "knn_affinity", lambda x, *a: seen.append(len(x)) or real(x, *a))
     graph_spectral_labels(data, 2, n_micro=30, max_graph_samples=250)
     assert seen == [250]
+    micro = np.arange(len(data)) % 7
+    monkeypatch.setattr(graph_start, "CHUNK", 64)
+    np.testing.assert_array_equal(
+        real(data, micro, 7, 5), graph_start.coarse_affinity(micro, nearest_neighbors(data, 5), 7)
+    )
 
 
 # ---------------------------------------------------------------- fail-safe: k-means, with one warning
@@ -240,7 +246,8 @@ def fit_centres(data: np.ndarray, n_clusters: int, trainer_kwargs: dict, **init_
     ("data", "k", "args", "reason"),
     [
         (islands(4), 2, {"micro_clusters": 20, "n_neighbors": 5}, "unconnected parts"),
-        (islands(2, n=5), 2, {"micro_clusters": 200}, "not more than the 2 clusters"),  # 10 samples: 2 micro
+        (islands(2, n=5), 2, {"micro_clusters": 200}, "too few for a graph"),  # 10 samples: 2 micro-clusters
+        (islands(2, n=30), 2, {"n_neighbors": 60}, "too few for a graph of 60 neighbours"),
     ],
 )
 def test_kmeans_init_falls_back_to_kmeans_with_one_warning(trainer_kwargs, data, k, args, reason) -> None:

@@ -66,7 +66,7 @@ def test_save_embedding_writes_the_pretrained_embedding_the_diagnosis_reads(tmp_
     import numpy as np
     from sklearn.datasets import load_digits
 
-    from benchmarks import start_diagnosis
+    from benchmarks.studies import start_diagnosis
 
     emb = tmp_path / "emb"
     summary = quality.main(
@@ -76,13 +76,17 @@ def test_save_embedding_writes_the_pretrained_embedding_the_diagnosis_reads(tmp_
     z, y = np.load(emb / "z_seed4.npy"), np.load(emb / "y.npy")
     assert z.shape == (1797, 10) and z.dtype == np.float32 and np.isfinite(z).all()
     np.testing.assert_array_equal(y, load_digits().target)
-    # the first refresh of P assigns each sample to its nearest k-means centre of this embedding
+    # the first refresh of P assigns each sample to its nearest centre of the config's start on this
+    # embedding: the means of the graph start's groups, seeded by the run's seed
     import torch
-    from sklearn.cluster import KMeans
 
+    from dec_lightning.callbacks.graph_start import GRAPH_SAMPLES, group_means
+    from dec_lightning.callbacks.kmeans import graph_start_or_none
     from dec_lightning.metrics.clustering import clustering_scores
 
-    labels = KMeans(10, n_init=20, random_state=4).fit_predict(z.astype(np.float64))
+    groups = graph_start_or_none(z.astype(np.float64), 10, 4, 100, 20, GRAPH_SAMPLES)
+    centers = group_means(z.astype(np.float64), groups, 10)
+    labels = ((z[:, None, :] - centers[None]) ** 2).sum(-1).argmin(1)
     acc = clustering_scores(torch.from_numpy(labels), torch.from_numpy(y))["acc"]
     assert abs(acc - summary["runs"][0]["baseline"]["acc"]) < 0.02
     record = start_diagnosis.diagnose(z.astype(np.float64), y, 10)

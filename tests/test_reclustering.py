@@ -231,7 +231,9 @@ def test_tolerance_stopping_works_with_dkm(blobs_datamodule, trainer_kwargs) -> 
     dm = blobs_datamodule
     module = make_dkm(dm)
     stopping = ToleranceStopping(tol=0.999)
-    trainer = L.Trainer(max_epochs=10, callbacks=[KMeansInit(init="kmeans", n_init=1, seed=0), stopping], **trainer_kwargs)
+    trainer = L.Trainer(
+        max_epochs=10, callbacks=[KMeansInit(init="kmeans", n_init=1, seed=0), stopping], **trainer_kwargs
+    )
     trainer.fit(module, datamodule=dm)
     steps_per_epoch = len(dm.train_dataloader())
     assert module.refresh_count == 2

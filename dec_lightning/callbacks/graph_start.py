@@ -20,7 +20,7 @@ other pair is more bound together than the two halves.
 
 Cost stays bounded for any N: the micro-clusters and the neighbour graph are built from a uniform
 sample of at most ``max_graph_samples`` rows (every sample then takes its nearest micro-centre),
-and scikit-learn's KD-tree answers the exact neighbour queries (`nearest_neighbors`).
+and scikit-learn's KD-tree answers the exact neighbour queries in blocks (`knn_affinity`).
 
 A start that cannot be trusted (a graph in more unconnected parts than clusters, a group joining
 unconnected parts, an empty or tiny group) raises
@@ -39,7 +39,7 @@ from sklearn.neighbors import NearestNeighbors
 MICRO_N_INIT = 3  # restarts of the over-clustering; its exact optimum matters little once coarsened
 GRAPH_SAMPLES = 100_000  # rows the graph is built from; the rest only take their nearest micro-centre
 MIN_GROUP_SHARE = 0.1  # a group below this share of the mean size is no cluster but debris: fall back
-CHUNK = 65_536  # rows per block when assigning every sample to a micro-centre
+CHUNK = 8_192  # rows per block when assigning every sample to a micro-centre (a few MB of temporaries)
 
 
 class GraphStartFailed(RuntimeError):
@@ -88,13 +88,14 @@ def graph_spectral_labels(
     graph_micro = kmeans.labels_.astype(np.int32)
     micro = graph_micro if rows is None else nearest_centers(data, kmeans.cluster_centers_)
     if neighbors is None:
-        neighbors = nearest_neighbors(graph_rows, n_neighbors)
+        affinity = knn_affinity(graph_rows, graph_micro, n_micro, n_neighbors)
     elif neighbors.shape != (len(graph_rows), n_neighbors + 1):
         raise ValueError(
             f"neighbors must be (graph rows, n_neighbors + 1) = {(len(graph_rows), n_neighbors + 1)}, "
             f"got {neighbors.shape}"
         )
-    affinity = coarse_affinity(graph_micro, neighbors, n_micro)
+    else:
+        affinity = coarse_affinity(graph_micro, neighbors, n_micro)
     n_parts, part = connected_components(affinity > 0, directed=False)
     if n_parts > n_clusters:
         raise GraphStartFailed(
@@ -115,14 +116,34 @@ def graph_spectral_labels(
 def coarse_affinity(micro: np.ndarray, neighbors: np.ndarray, n_micro: int) -> np.ndarray:
     """Neighbour edges between (off the diagonal) and within (on it) micro-clusters, symmetric.
 
-    The diagonal keeps each group's volume (summed degrees) that of the sample graph, so a cut of
-    micro-clusters has the sample graph's normalized cut."""
+    ``neighbors``: each row's nearest rows, itself first. The diagonal keeps each group's volume
+    (summed degrees) that of the sample graph, so a cut of micro-clusters has the sample graph's
+    normalized cut."""
+    counts = edge_counts(micro, neighbors, micro, n_micro)
+    return counts + counts.T
+
+
+def knn_affinity(rows: np.ndarray, micro: np.ndarray, n_micro: int, n_neighbors: int) -> np.ndarray:
+    """`coarse_affinity` of the ``n_neighbors``-nearest-neighbour graph of ``rows``, searched in blocks
+    of `CHUNK` rows so that no N x k array of neighbours is ever held.
+
+    scikit-learn's KD-tree: exact, and for a low-dimensional embedding (DEC's is 10-d) fast enough
+    at `GRAPH_SAMPLES` rows on one thread that no approximate index (and no new dependency) pays."""
+    search = NearestNeighbors(n_neighbors=n_neighbors + 1, algorithm="kd_tree").fit(rows)
+    counts = np.zeros((n_micro, n_micro))
+    for start in range(0, len(rows), CHUNK):
+        block = search.kneighbors(rows[start : start + CHUNK], return_distance=False)
+        counts += edge_counts(micro[start : start + CHUNK], block, micro, n_micro)
+    return counts + counts.T
+
+
+def edge_counts(source: np.ndarray, neighbors: np.ndarray, micro: np.ndarray, n_micro: int) -> np.ndarray:
+    """Directed neighbour edges from the micro-cluster of each row (``source``) to those of its
+    neighbours (``neighbors``, column 0 the row itself), counted per pair of micro-clusters."""
     k = neighbors.shape[1] - 1
-    source = np.repeat(micro, k)
-    target = micro[neighbors[:, 1:].ravel()]  # column 0 is the sample itself
-    affinity = np.bincount(source.astype(np.int64) * n_micro + target, minlength=n_micro * n_micro)
-    affinity = affinity.reshape(n_micro, n_micro).astype(float)
-    return affinity + affinity.T
+    target = micro[neighbors[:, 1:]].astype(np.int64)
+    pairs = np.repeat(source.astype(np.int64) * n_micro, k) + target.ravel()
+    return np.bincount(pairs, minlength=n_micro * n_micro).reshape(n_micro, n_micro).astype(float)
 
 
 def check_group_sizes(group_sizes: np.ndarray, n: int) -> None:
@@ -193,10 +214,8 @@ def split_and_merge(
 
 
 def nearest_neighbors(data: np.ndarray, n_neighbors: int) -> np.ndarray:
-    """Indices (N, n_neighbors + 1) int32 of each row's nearest rows, itself first.
-
-    scikit-learn's KD-tree: exact, and for a low-dimensional embedding (DEC's is 10-d) fast enough
-    at `GRAPH_SAMPLES` rows on one thread that no approximate index (and no new dependency) pays."""
+    """Indices (N, n_neighbors + 1) int32 of each row's nearest rows, itself first (for callers that
+    share one search among several starts; the start itself searches in blocks, `knn_affinity`)."""
     search = NearestNeighbors(n_neighbors=n_neighbors + 1, algorithm="kd_tree").fit(data)
     return search.kneighbors(data, return_distance=False).astype(np.int32)
 

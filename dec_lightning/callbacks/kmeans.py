@@ -102,10 +102,10 @@ def graph_start_or_none(
     rows = len(data) if max_graph_samples is None else min(len(data), max_graph_samples)
     n_micro = min(n_micro, rows // SAMPLES_PER_MICRO)
     try:
-        if n_micro <= n_clusters:
+        if n_micro <= n_clusters or rows <= n_neighbors:
             raise GraphStartFailed(
-                f"{rows} samples give {n_micro} micro-clusters of {SAMPLES_PER_MICRO} samples, "
-                f"not more than the {n_clusters} clusters"
+                f"{rows} samples are too few for a graph of {n_neighbors} neighbours and more micro-clusters "
+                f"({n_micro}, {SAMPLES_PER_MICRO} samples each) than the {n_clusters} clusters"
             )
         return graph_spectral_labels(data, n_clusters, n_micro, n_neighbors, random_state, max_graph_samples=rows)
     except GraphStartFailed as failure:

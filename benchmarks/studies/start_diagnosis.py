@@ -11,9 +11,9 @@ nothing here selects with labels):
   its nearest-group-mean assignment, which is what DEC starts from (the centres are the means);
 - the largest k-means cluster's two commonest labels: a merge shows as two digits near 50/50.
 
-    python benchmarks/start_diagnosis.py DIR --name graph_start
+    python benchmarks/studies/start_diagnosis.py DIR --name graph_start
 
-writes ``benchmarks/results/<name>.{json,md}``.
+writes ``benchmarks/studies/results/<name>.{json,md}``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import torch
 from sklearn.cluster import KMeans
 from sklearn.mixture import GaussianMixture
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.quality import machine_info
@@ -69,7 +69,7 @@ def diagnose(z: np.ndarray, y: np.ndarray, k: int) -> dict:
     }
     neighbors = nearest_neighbors(z, 10)  # one search for all three graph starts
     for m in MICRO:
-        labels = graph_spectral_labels(z, k, n_micro=m, neighbors=neighbors)
+        labels = graph_spectral_labels(z, k, n_micro=m, n_neighbors=10, neighbors=neighbors, refine=False)
         record[f"graph{m}_acc"] = acc(labels)
         record[f"graph{m}_nearest_mean_acc"] = nearest_mean_acc(labels)
     record["wall_s"] = round(time.perf_counter() - start, 1)
@@ -106,9 +106,11 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     payload = {"machine": machine_info(), "note": args.note, "seeds": {}}
-    payload["command"] = f"python benchmarks/start_diagnosis.py <dir of quality.py --save-embedding> --name {args.name}"
+    payload["command"] = (
+        f"python benchmarks/studies/start_diagnosis.py <dir of quality.py --save-embedding> --name {args.name}"
+    )
     return over_saved_embeddings(
-        args.embeddings, diagnose, payload, REPO / "benchmarks" / "results" / args.name, markdown
+        args.embeddings, diagnose, payload, REPO / "benchmarks" / "studies" / "results" / args.name, markdown
     )
 
 
