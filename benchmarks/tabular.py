@@ -31,6 +31,7 @@ from sklearn.preprocessing import StandardScaler
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._common import loadavg, machine_facts, set_threads
 from dec_lightning import DEC
+from dec_lightning.callbacks import KMeansInit
 from dec_lightning.estimator import auto_settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -218,44 +219,42 @@ def main() -> None:
 
 def start_of(estimator: DEC) -> str:
     """The start DEC's centres come from with the estimator's defaults, as the results table names it."""
-    return "k-means" if estimator.init == "kmeans" else f"graph (micro_clusters {estimator.micro_clusters})"
+    if estimator.init == "kmeans":
+        return "k-means"
+    neighbors = KMeansInit().n_neighbors  # the estimator keeps KMeansInit's default
+    return f"graph ({estimator.micro_clusters} micro-clusters, {neighbors} neighbours)"
 
 
 # What the numbers say, kept beside the code that produced them; re-read after every run.
 NOTES: list[str] = [
     (
-        "- **Matches or beats k-means on 6 of 7 tables** (mean ARI within 0.011 or above): on the isotropic "
-        "Gaussian blobs, k-means' own model, DEC is level (-0.003, -0.010, -0.011; the same or a slightly "
-        "different partition per seed); on make_classification's clusters it is well ahead with no or few "
-        "noise features (8 informative of 8: +0.139, 3/3 seeds; 4 of 10: +0.142, 2/3 seeds) and level with 5 "
-        "informative of 20 (-0.006)."
+        "- With the estimator's default start, the graph start (2026-12-04): **as good as k-means or better "
+        "on 4 of 7 tables** (mean ARI within 0.014 or above). Level on the isotropic Gaussian blobs, "
+        "k-means' own model (+0.006, -0.011, -0.014); well ahead on make_classification's clusters with no or "
+        "few noise features (8 informative of 8: +0.162, 3/3 seeds; 4 of 10: +0.306, 3/3 seeds)."
     ),
     (
-        "- **Does not match k-means on clf_n1000_d30_inf6_k5** (6 informative among 30 features): -0.072 mean "
-        "ARI, below on all 3 seeds (0.380 / 0.856 / 0.834 against 0.488 / 0.898 / 0.901). The autoencoder "
-        "spends its 20-dimensional embedding on 24 noise features as much as on the 6 informative ones, and "
-        "k-means on that embedding starts DEC from a worse partition than k-means on the table."
+        "- **Behind k-means on the noisy tables**: 5 informative of 20 features -0.055 (1/3 seeds), 6 of 30 "
+        "-0.182 (0/3; 0.258 / 0.886 / 0.597 against 0.488 / 0.898 / 0.901). The autoencoder spends its "
+        "20-dimensional embedding on the noise features as much as on the informative ones. Mean DEC - "
+        "k-means ARI over the 7 tables: +0.030, against +0.026 with the k-means start (the previous run of "
+        "this page, in git history: -0.006 and -0.072 on those two tables): the graph start gains on the "
+        "clean tables and loses on the noisy ones."
     ),
     (
-        "- The rule was chosen from these runs, so they are not an independent test. An earlier version of "
-        "it, embedding_dim = min(10, d), gave the same numbers up to 10 features (the settings are the "
-        "same there) but lost on the noisy tables: clf_n500_d20_inf5_k4 -0.167 (0.439 against 0.606) and "
-        "clf_n1000_d30_inf6_k5 -0.184 (0.578 against 0.762); widening the embedding to min(d, 20) is what "
-        "closed most of that gap. The encoder's width mattered less: with the 10-wide embedding, 128-128-512 "
-        "instead of 160-160-640 gave 0.463 instead of 0.425 on clf_n500_d20_inf5_k4, seed 1 (exploratory "
-        "run, not recorded here)."
+        "- The auto encoder rule was chosen from these runs, and the graph start's settings partly on them "
+        "(its selection data include these tables, scored at the start itself), so this page is not an "
+        "independent test. The held-out one is benchmarks/results/start_heldout.md."
     ),
     (
         "- The paper's d-500-500-2000-10 (the previous default) was tried on two of these tables in "
         "exploratory single-seed runs (blobs_n300_d10_k4 and clf_n300_d10_inf4_k3, seed 0: ARI 0.691 and "
-        "0.858 against k-means' 0.708 and 0.858) at 95-112 s per fit on this loaded machine, 4-7x the "
+        "0.858 against k-means' 0.708 and 0.858) at 95-112 s per fit on a loaded machine, 4-7x the "
         "auto encoder's time; it was not run on all tables."
     ),
     (
-        "- Wall times are from a 2-core machine shared with three other benchmarks (load 5-8): the first fit "
-        "(blobs_n300_d4_k3, seed 0) took 185 s of wall time for what takes 12-15 s on the other seeds. "
-        "DEC's rows up to 10 features are identical, digit for digit, to an earlier run of the same "
-        "settings: a fit is deterministic for a given random_state."
+        "- Wall times are from a 2-core AMD EPYC shared with other benchmarks (load 2-3.5). A fit is "
+        "deterministic for a given random_state."
     ),
 ]
 

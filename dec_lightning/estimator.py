@@ -157,7 +157,7 @@ def auto_settings(n_samples: int, n_features: int, batch_size: int = 256) -> dic
 
     The paper's d-500-500-2000-10 and a fixed 1000 steps fit images (d >= 64) but are slow on small
     tabular data, and squeezing a table with a few informative among many noise features into 10
-    dimensions lost clusters k-means finds (benchmarks/results/tabular.md). So:
+    dimensions lost clusters k-means finds (docs/results.md has the measurement). So:
 
     - hidden layers (h, h, 4h) with h = min(500, max(128, 8 * n_features)): the paper's
       500-500-2000 from 63 features up, 128-128-512 up to 16 features, in between 8 units per feature;
@@ -396,7 +396,7 @@ class DEC(ClusterMixin, TransformerMixin, BaseEstimator):
             max_epochs=-1,
             logger=logger,
             log_every_n_steps=10,
-            callbacks=[FlushDenormals(), *callbacks],  # CPU speed only (benchmarks/results/denormals.md)
+            callbacks=[FlushDenormals(), *callbacks],  # CPU speed only: subnormal floats are slow on CPUs
             enable_checkpointing=False,  # the estimator is kept in memory; `save` writes it
             enable_progress_bar=bool(self.verbose),
             enable_model_summary=bool(self.verbose),
