@@ -330,7 +330,7 @@ class DEC(ClusterMixin, TransformerMixin, BaseEstimator):
             trainer.fit(module, datamodule=data)
         module.eval()
         self.module_ = module
-        self.labels_ = module.labels.long().cpu().numpy()  # int32 inside the module, int64 for the user
+        self.labels_ = module.labels.cpu().numpy()  # int32, as scikit-learn's KMeans.labels_: no N x int64 copy
         self.cluster_centers_ = module.centers.detach().cpu().numpy()
         self.scores_ = dict(module.scores)
         self.n_iter_ = int(trainer.global_step)

@@ -66,14 +66,14 @@ def test_only_main_imports_the_subcommands() -> None:
     """Shared pieces live in `dec_lightning.cli.common`: the subcommands import it and never each other."""
     files = {path.stem: path for path in CLI_DIR.glob("*.py")}
     assert {"common", "main", "predict", "select_k"} <= set(files)
-    for stem in ("common", "predict", "select_k"):
+    for stem in ("__init__", "common", "predict", "select_k"):
         imported = cli_imports(files[stem])
         assert "dec_lightning.cli.main" not in imported, stem
         assert not {f"dec_lightning.cli.{other}" for other in ("predict", "select_k")} & imported, stem
     assert cli_imports(files["common"]) == set()
     assert {"dec_lightning.cli.predict", "dec_lightning.cli.select_k"} <= cli_imports(files["main"])
     # the public names and the console script's entry point
-    assert dec_lightning.cli.main is main and dec_lightning.cli.run_cli is run_cli
+    assert dec_lightning.cli.main.main is main and dec_lightning.cli.main.run_cli is run_cli
     assert dec_lightning.cli.DECLightningCLI.__module__ == "dec_lightning.cli.common"
     assert 'dec-lightning = "dec_lightning.cli.main:main"' in (REPO_ROOT / "pyproject.toml").read_text()
 

@@ -1,6 +1,8 @@
-"""The ``dec-lightning`` command line, built on LightningCLI."""
+"""The ``dec-lightning`` command line, built on LightningCLI.
+
+The entry point is the ``main`` module (its ``main`` and ``run_cli``); this package exports only the
+CLI class, so that nothing in the package imports the entry point."""
 
 from dec_lightning.cli.common import DECLightningCLI
-from dec_lightning.cli.main import main, run_cli
 
-__all__ = ["DECLightningCLI", "main", "run_cli"]
+__all__ = ["DECLightningCLI"]

@@ -1,7 +1,7 @@
 """What every ``dec-lightning`` command shares: the config's parser and the pretraining trainer.
 
-The subcommands (`dec_lightning.cli.main`, `dec_lightning.cli.predict`, `dec_lightning.cli.select_k`)
-import from here and never from each other, so the package has no import circle.
+The entry point (``main.py``) and the subcommands (``predict.py``, ``select_k.py``) import from here,
+and the subcommands never from each other or from the entry point, so the package has no import circle.
 """
 
 from __future__ import annotations

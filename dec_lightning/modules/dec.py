@@ -185,20 +185,20 @@ class DEC(L.LightningModule):
         memory per sample stays bounded for data larger than memory.
         """
         old = self.labels
-        if old is not None and old.shape == (len(q),) and old.dtype == torch.int32 and old.device == q.device:
-            changed = 0
-            for start in range(0, len(q), _LABEL_CHUNK):
-                new = q[start : start + _LABEL_CHUNK].argmax(dim=1)
-                changed += int((new != old[start : start + _LABEL_CHUNK]).sum())
-                old[start : start + _LABEL_CHUNK] = new
-            # as `label_change_fraction`'s float32 mean, so logged values and stopping match it
+        reuse = old is not None and old.shape == (len(q),) and old.dtype == torch.int32 and old.device == q.device
+        # int32 (K < 2**31), filled chunk by chunk: no N x int64 argmax is ever held
+        labels = old if reuse else torch.empty(len(q), dtype=torch.int32, device=q.device)
+        changed = 0
+        for start in range(0, len(q), _LABEL_CHUNK):
+            new = q[start : start + _LABEL_CHUNK].argmax(dim=1)
+            if reuse:
+                changed += int((new != labels[start : start + _LABEL_CHUNK]).sum())
+            labels[start : start + _LABEL_CHUNK] = new
+        if reuse:  # as `label_change_fraction`'s float32 mean, so logged values and stopping match it
             self.delta_label = float(torch.tensor(float(changed)) / len(q)) if len(q) else 0.0
-            labels = old
-        else:
-            labels = q.argmax(dim=1).int()  # int32: half the memory of N labels (K < 2**31)
-            if old is not None:
-                self.delta_label = label_change_fraction(labels, old.to(labels.device))
-            self.labels = labels
+        elif old is not None:
+            self.delta_label = label_change_fraction(labels, old.to(labels.device))
+        self.labels = labels
         self.target = target_distribution(q.detach(), inplace=True)
         self.refresh_count += 1
         self._check_cluster_sizes(labels)
