@@ -156,3 +156,28 @@ def test_best_of_each_pairs_our_best_run_with_theirs(tmp_path: Path) -> None:
     assert best["acc_diff"] == pytest.approx(0.08) and best["wall_ratio"] == pytest.approx(1.5)
     assert best["ahead_at_equal_wall"] is False  # slower, and no refreshes recorded before 600 s
     assert "ACC 0.960 vs 0.880 (+0.080)" in best["text"] and "(ratio 1.50)" in best["text"]
+
+
+def test_the_matched_start_pair_gets_its_own_verdict(tmp_path: Path) -> None:
+    """Our k-means-start arm is held against ClustPy's DEC with 20 restarts, not against the graph-start arm."""
+    runs = [
+        _run("ours_dec_kmeans", 0, 0.88, 700.0),
+        _run("clustpy_dec_n20", 0, 0.78, 600.0, head=0.79),
+    ]
+    summary = peers.summarize([json.loads(_file(tmp_path, 0, runs).read_text())])
+    (pair,) = summary["verdicts"]
+    assert (pair["ours"], pair["peer"]) == ("ours_dec_kmeans", "clustpy_dec_n20")
+    assert pair["acc_diff"] == pytest.approx(0.88 - 0.79)
+    assert pair["pair"] == "Plain DEC, both from k-means with 20 restarts"
+
+
+def test_a_start_only_method_differs_from_its_config_in_the_start() -> None:
+    import yaml
+
+    text = (peers.REPO / "configs" / "mnist_fast.yaml").read_text()
+    changed = yaml.safe_load(peers.with_start(text, "kmeans"))
+    original = yaml.safe_load(text)
+    init = next(cb for cb in changed["trainer"]["callbacks"] if cb["class_path"].endswith("KMeansInit"))
+    assert init["init_args"]["init"] == "kmeans"
+    init["init_args"]["init"] = "graph"
+    assert changed == original  # nothing else moved
