@@ -44,7 +44,7 @@ bench-scaling: $(STAMP)
 
 # ClustPy's DEC and IDEC against ours on MNIST, same epochs, seeds and threads, alternating (~1 h; the
 # optional [peers] extra). One process per seed side by side, logs in runs/; then benchmarks/results/peers.{json,md}.
-PEER_SEEDS ?= 0 1
+PEER_SEEDS ?= 0 1 2 3 4
 bench-peers: $(STAMP)
 	$(PY) -m pip install -q $(TORCH_PINS) -e '.[dev,peers]'
 	mkdir -p runs
