@@ -50,6 +50,12 @@ RECIPES = (
         "the best MNIST clustering on a CPU", "configs/mnist_cpu_best.yaml", HELDOUT + "mnist/best", "mnist_cpu_best"
     ),
     Recipe("USPS (plain DEC)", "configs/usps_fast.yaml", HELDOUT + "usps/plain", "usps_plain_dec"),
+    Recipe(
+        "the best USPS clustering (conv autoencoder, IDEC + augmentation)",
+        "configs/usps_conv_idec_aug.yaml",
+        HELDOUT + "usps/conv",
+        "usps_conv_idec_aug",
+    ),
     Recipe("Reuters (text, tf-idf)", "configs/reuters_fast.yaml", HELDOUT + "reuters/plain", "reuters"),
 )
 # Your own data: the estimator with its automatic settings, measured against k-means on synthetic tables.

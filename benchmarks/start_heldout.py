@@ -36,7 +36,11 @@ RESULTS = REPO / "benchmarks" / "results"
 RUNS = RESULTS / "start_heldout"
 RECIPES = {
     "mnist": {"plain": "configs/mnist_fast.yaml", "best": "configs/mnist_cpu_best.yaml"},
-    "usps": {"plain": "configs/usps_fast.yaml", "best": "configs/usps_fast_aug.yaml"},
+    "usps": {
+        "plain": "configs/usps_fast.yaml",
+        "best": "configs/usps_fast_aug.yaml",
+        "conv": "configs/usps_conv_idec_aug.yaml",
+    },
     "reuters": {"plain": "configs/reuters_fast.yaml"},
 }
 STARTS = ("graph", "kmeans")
