@@ -52,6 +52,20 @@ LEFT = (
 )
 
 
+def kmeans_init_args(config: dict[str, Any]) -> dict[str, Any]:
+    """The ``init_args`` of a loaded config's `KMeansInit` callback (added empty if it has none), to
+    read or set where DEC's centres start."""
+    entry = next((cb for cb in config["trainer"].get("callbacks", []) if cb["class_path"].endswith("KMeansInit")), None)
+    if entry is None:
+        raise ValueError("the config has no dec_lightning.callbacks.KMeansInit in trainer.callbacks")
+    return entry.setdefault("init_args", {})
+
+
+def start_name(init: str, micro_clusters: int, n_neighbors: int) -> str:
+    """A start in the results tables' words: k-means, or the graph start with its settings."""
+    return "k-means" if init == "kmeans" else f"graph ({micro_clusters} micro-clusters, {n_neighbors} neighbours)"
+
+
 def set_threads(n: int) -> None:
     """Pin torch's intra-op pool (and BLAS/OpenMP through threadpoolctl) to ``n`` threads.
 

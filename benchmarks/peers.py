@@ -233,9 +233,10 @@ def with_start(config_text: str, init: str) -> str:
     """The config with its `KMeansInit` set to ``init`` (a method that differs from its config only in the start)."""
     import yaml
 
+    from benchmarks._common import kmeans_init_args
+
     config = yaml.safe_load(config_text)
-    kmeans_init = next(cb for cb in config["trainer"]["callbacks"] if cb["class_path"].endswith("KMeansInit"))
-    kmeans_init.setdefault("init_args", {})["init"] = init
+    kmeans_init_args(config)["init"] = init
     return yaml.safe_dump(config, sort_keys=False)
 
 

@@ -385,15 +385,13 @@ def start_of(config: str) -> str:
 
     import yaml
 
+    from benchmarks._common import kmeans_init_args, start_name
     from dec_lightning.callbacks import KMeansInit
 
-    callbacks = yaml.safe_load((REPO / config).read_text())["trainer"].get("callbacks", [])
-    given = next((cb.get("init_args", {}) for cb in callbacks if cb["class_path"].endswith("KMeansInit")), {})
+    given = kmeans_init_args(yaml.safe_load((REPO / config).read_text()))
     defaults = {k: p.default for k, p in inspect.signature(KMeansInit).parameters.items()}
     settings = {**defaults, **given}
-    if settings["init"] == "kmeans":
-        return "k-means"
-    return f"graph ({settings['micro_clusters']} micro-clusters, {settings['n_neighbors']} neighbours)"
+    return start_name(settings["init"], settings["micro_clusters"], settings["n_neighbors"])
 
 
 def portable_command(argv: list[str]) -> str:

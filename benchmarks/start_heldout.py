@@ -30,6 +30,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from benchmarks._common import kmeans_init_args
 from benchmarks.quality import PROBE, machine_info, run_seed
 
 RESULTS = REPO / "benchmarks" / "results"
@@ -50,11 +51,9 @@ def start_config(config: str, init: str, workdir: Path, with_probe: bool, data_d
     """``config`` with its `KMeansInit` set to ``init`` (and the probe, when it must replace the whole
     callback list), logs under ``workdir`` and data from ``data_dir``; written to ``workdir``."""
     cfg = yaml.safe_load((REPO / config).read_text())
-    callbacks = cfg["trainer"]["callbacks"]
-    kmeans_init = next(cb for cb in callbacks if cb["class_path"].endswith("KMeansInit"))
-    kmeans_init.setdefault("init_args", {})["init"] = init
+    kmeans_init_args(cfg)["init"] = init
     if with_probe:
-        callbacks.append({"class_path": PROBE})
+        cfg["trainer"]["callbacks"].append({"class_path": PROBE})
     cfg["trainer"]["logger"]["init_args"]["save_dir"] = str(workdir / init)
     if data_dir:
         cfg["data"]["init_args"]["data_dir"] = data_dir

@@ -38,7 +38,7 @@ from tabular import DATASETS as TABULAR
 from tabular import make_data
 
 from dec_lightning.callbacks.graph_start import GraphStartFailed, graph_spectral_labels, nearest_neighbors
-from dec_lightning.callbacks.kmeans import SAMPLES_PER_MICRO
+from dec_lightning.callbacks.kmeans import micro_clusters_for
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MICRO = (50, 100, 200)
@@ -112,11 +112,9 @@ def score_set(x: np.ndarray, y: np.ndarray, seed: int = 0) -> dict[str, Any]:
     for n_neighbors in NEIGHBORS:
         neighbors = nearest_neighbors(x, n_neighbors)
         for micro, refine in itertools.product(MICRO, (False, True)):
-            n_micro = min(micro, len(x) // SAMPLES_PER_MICRO)
             key = f"m{micro}_k{n_neighbors}_{'split_merge' if refine else 'plain'}"
             try:
-                if n_micro <= k:
-                    raise GraphStartFailed("too few samples for the micro-clusters")
+                n_micro = micro_clusters_for(len(x), micro, k, n_neighbors)
                 labels = graph_spectral_labels(x, k, n_micro, n_neighbors, seed, neighbors=neighbors, refine=refine)
                 row[key] = {"acc": accuracy(y, labels), "ari": adjusted_rand_score(y, labels), "fallback": None}
             except GraphStartFailed as failure:

@@ -29,7 +29,7 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._common import loadavg, machine_facts, set_threads
+from benchmarks._common import loadavg, machine_facts, set_threads, start_name
 from dec_lightning import DEC
 from dec_lightning.callbacks import KMeansInit
 from dec_lightning.estimator import auto_settings
@@ -219,10 +219,8 @@ def main() -> None:
 
 def start_of(estimator: DEC) -> str:
     """The start DEC's centres come from with the estimator's defaults, as the results table names it."""
-    if estimator.init == "kmeans":
-        return "k-means"
-    neighbors = KMeansInit().n_neighbors  # the estimator keeps KMeansInit's default
-    return f"graph ({estimator.micro_clusters} micro-clusters, {neighbors} neighbours)"
+    # the estimator keeps KMeansInit's default neighbours
+    return start_name(estimator.init, estimator.micro_clusters, KMeansInit().n_neighbors)
 
 
 # What the numbers say, kept beside the code that produced them; re-read after every run.

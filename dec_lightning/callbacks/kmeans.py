@@ -67,8 +67,9 @@ def kmeans_on_embedding(
         del embedding  # the float64 copy is what k-means reads
         labels = None
         if init == "graph":
-            graph = {"n_micro": micro_clusters, "n_neighbors": n_neighbors, "max_graph_samples": graph_samples}
-            labels = graph_start_or_none(data, pl_module.n_clusters, random_state, **graph)
+            labels = graph_start_or_none(
+                data, pl_module.n_clusters, random_state, micro_clusters, n_neighbors, graph_samples
+            )
         if labels is not None:
             centers = group_means(data, labels, pl_module.n_clusters)
         else:
@@ -100,17 +101,25 @@ def graph_start_or_none(
 ) -> np.ndarray | None:
     """The graph start's labels, or None (with one warning) where it gives no trustworthy start."""
     rows = len(data) if max_graph_samples is None else min(len(data), max_graph_samples)
-    n_micro = min(n_micro, rows // SAMPLES_PER_MICRO)
     try:
-        if n_micro <= n_clusters or rows <= n_neighbors:
-            raise GraphStartFailed(
-                f"{rows} samples are too few for a graph of {n_neighbors} neighbours and more micro-clusters "
-                f"({n_micro}, {SAMPLES_PER_MICRO} samples each) than the {n_clusters} clusters"
-            )
+        n_micro = micro_clusters_for(rows, n_micro, n_clusters, n_neighbors)
         return graph_spectral_labels(data, n_clusters, n_micro, n_neighbors, random_state, max_graph_samples=rows)
     except GraphStartFailed as failure:
         rank_zero_warn(f"graph start: {failure}; this run starts from k-means instead", category=GraphStartWarning)
         return None
+
+
+def micro_clusters_for(rows: int, n_micro: int, n_clusters: int, n_neighbors: int) -> int:
+    """Micro-clusters the graph start uses on ``rows`` rows: ``n_micro``, at most one per
+    `SAMPLES_PER_MICRO` rows; raises `GraphStartFailed` when that is not more than the clusters or
+    the rows are no more than the neighbours."""
+    n_micro = min(n_micro, rows // SAMPLES_PER_MICRO)
+    if n_micro <= n_clusters or rows <= n_neighbors:
+        raise GraphStartFailed(
+            f"{rows} samples are too few for a graph of {n_neighbors} neighbours and more micro-clusters "
+            f"({n_micro}, {SAMPLES_PER_MICRO} samples each) than the {n_clusters} clusters"
+        )
+    return n_micro
 
 
 class GraphStartWarning(UserWarning):
