@@ -387,7 +387,10 @@ def summarize(sources: list[dict[str, Any]]) -> dict[str, Any]:
         "machine": first["machine"],
         "commands": [s["command"] for s in sources],
         "reproduce": REPRODUCE,
-        "settings": first["settings"],
+        "settings": {
+            **first["settings"],
+            "configs": {m: c for s in sources for m, c in s["settings"].get("configs", {}).items()},
+        },
         "data": first["data"],
         "note": first.get("note"),
         "methods": methods,

@@ -181,3 +181,79 @@ def test_a_start_only_method_differs_from_its_config_in_the_start() -> None:
     assert init["init_args"]["init"] == "kmeans"
     init["init_args"]["init"] = "graph"
     assert changed == original  # nothing else moved
+
+
+def test_clustpy_at_its_own_defaults_is_a_separate_run_of_100_plus_150_epochs(monkeypatch, tmp_path: Path) -> None:
+    """The arm outside the budget: not in a default run, ClustPy's own epochs, compared with our plain DEC."""
+    import sys
+    import types
+
+    import numpy as np
+
+    seen: list[dict] = []
+
+    class FakeDEC:
+        clustering_loss_weight = 1.0
+
+        def __init__(self, **kwargs) -> None:
+            seen.append(kwargs)
+
+        def fit(self, x):
+            self.labels_ = self.dec_labels_ = np.arange(len(x)) % 2
+            return self
+
+    clustpy, deep = types.ModuleType("clustpy"), types.ModuleType("clustpy.deep")  # ClustPy is an optional extra
+    clustpy.__version__, clustpy.deep, deep.DEC, deep.IDEC = "fake", deep, FakeDEC, FakeDEC
+    monkeypatch.setitem(sys.modules, "clustpy", clustpy)
+    monkeypatch.setitem(sys.modules, "clustpy.deep", deep)
+    monkeypatch.setattr(peers, "load_mnist", lambda _: (np.zeros((700, 4), "float32"), np.arange(700) % 2))
+    budget = peers.make_budget(700, 25, 10)
+    assert "clustpy_dec_default" not in peers.DEFAULT_METHODS
+
+    own = peers.run_clustpy("clustpy_dec_default", 0, None, budget)
+    assert (seen[-1]["pretrain_epochs"], seen[-1]["clustering_epochs"]) == (100, 150)
+    assert own["budget"]["clustering_steps_done"] == 150 * 3 and own["acc"] == pytest.approx(1.0)
+    assert own["detail"]["epochs"] == "ClustPy's own defaults"
+    peers.run_clustpy("clustpy_dec_default", 0, None, budget, smoke=True)
+    assert (seen[-1]["pretrain_epochs"], seen[-1]["clustering_epochs"]) == (25, 10)  # a smoke test stays short
+    peers.run_clustpy("clustpy_dec", 0, None, budget, device="cuda")
+    assert (seen[-1]["pretrain_epochs"], seen[-1]["device"]) == (25, "cuda")
+
+    runs = [_run("ours_dec", 0, 0.90, 600.0), {**_run("clustpy_dec_default", 0, 0.85, 3000.0), "position": 1}]
+    summary = peers.summarize([json.loads(_file(tmp_path, 0, runs).read_text())])
+    (pair,) = [v for v in summary["verdicts"] if v["peer"] == "clustpy_dec_default"]
+    assert pair["pair"] == "Plain DEC, ClustPy at its own epochs" and pair["wall_ratio"] == pytest.approx(0.2)
+
+
+def test_our_idec_arm_pretrains_the_same_steps_as_clustpy(monkeypatch, tmp_path: Path) -> None:
+    """No greedy layer-wise phase in the IDEC arm: 25 epochs of end-to-end steps on both sides."""
+    import benchmarks.quality
+
+    calls: list[list[str]] = []
+
+    def fake_run_seed(config, seed, data_dir, overrides, workdir):
+        calls.append(overrides)
+        return {
+            "acc": 0.9,
+            "nmi": 0.8,
+            "ari": 0.7,
+            "wall_s": {"total": 10.0},
+            "pretrain_steps": 6850,
+            "dec_steps": 2740,
+            "stopped_by_tol": False,
+            "objective": "idec",
+            "baseline": {"acc": 0.8},
+            "refreshes": 20,
+            "acc_by_refresh": [],
+        }
+
+    monkeypatch.setattr(benchmarks.quality, "run_seed", fake_run_seed)
+    budget = peers.make_budget(70000, 25, 10)
+    peers.run_ours("ours_best", 0, None, budget, [], tmp_path, device="cuda")
+    args = calls[-1]
+    assert args[args.index("--pretrain.finetune_steps") + 1] == "6850"
+    assert args[args.index("--pretrain.layerwise_steps") + 1] == "0"
+    assert args[args.index("--trainer.accelerator") + 1] == "gpu"
+    peers.run_ours("ours_dec", 0, None, budget, ["--trainer.max_steps", "5"], tmp_path)
+    assert "--pretrain.layerwise_steps" not in calls[-1] and "--trainer.accelerator" not in calls[-1]
+    assert calls[-1][-2:] == ["--trainer.max_steps", "5"]  # the caller's extra arguments come last and win
