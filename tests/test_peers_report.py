@@ -219,10 +219,13 @@ def test_clustpy_at_its_own_defaults_is_a_separate_run_of_100_plus_150_epochs(mo
     peers.run_clustpy("clustpy_dec", 0, None, budget, device="cuda")
     assert (seen[-1]["pretrain_epochs"], seen[-1]["device"]) == (25, "cuda")
 
-    runs = [_run("ours_dec", 0, 0.90, 600.0), {**_run("clustpy_dec_default", 0, 0.85, 3000.0), "position": 1}]
-    summary = peers.summarize([json.loads(_file(tmp_path, 0, runs).read_text())])
+    seed0 = [_run("ours_dec", 0, 0.90, 600.0), {**_run("clustpy_dec_default", 0, 0.85, 3000.0), "position": 1}]
+    files = [_file(tmp_path, 0, seed0), _file(tmp_path, 1, [_run("ours_dec", 1, 0.70, 900.0)])]
+    summary = peers.summarize([json.loads(f.read_text()) for f in files])
     (pair,) = [v for v in summary["verdicts"] if v["peer"] == "clustpy_dec_default"]
-    assert pair["pair"] == "Plain DEC, ClustPy at its own epochs" and pair["wall_ratio"] == pytest.approx(0.2)
+    assert pair["pair"] == "Plain DEC, ClustPy at its own epochs" and pair["seeds"] == [0]  # paired by seed
+    assert pair["acc_diff"] == pytest.approx(0.05) and pair["wall_ratio"] == pytest.approx(0.2)
+    assert "(seed 0 only)" in pair["text"]
 
 
 def test_our_idec_arm_pretrains_the_same_steps_as_clustpy(monkeypatch, tmp_path: Path) -> None:
