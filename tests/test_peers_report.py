@@ -260,3 +260,23 @@ def test_our_idec_arm_pretrains_the_same_steps_as_clustpy(monkeypatch, tmp_path:
     peers.run_ours("ours_dec", 0, None, budget, ["--trainer.max_steps", "5"], tmp_path)
     assert "--pretrain.layerwise_steps" not in calls[-1] and "--trainer.accelerator" not in calls[-1]
     assert calls[-1][-2:] == ["--trainer.max_steps", "5"]  # the caller's extra arguments come last and win
+
+
+def test_plain_dec_lead_splits_into_start_restarts_and_the_rest(tmp_path: Path) -> None:
+    """Paired on the seeds all four plain arms ran; the three parts add up to the lead."""
+    runs0 = [
+        _run("ours_dec", 0, 0.96, 700.0),
+        _run("clustpy_dec", 0, 0.78, 600.0, head=0.80),  # ClustPy's better labeling counts: 0.80
+        _run("ours_dec_kmeans", 0, 0.90, 700.0),
+        _run("clustpy_dec_n20", 0, 0.83, 600.0),
+    ]
+    runs1 = [_run("ours_dec", 1, 0.50, 700.0), _run("clustpy_dec", 1, 0.40, 600.0)]  # not all four: left out
+    summary = peers.summarize([json.loads(_file(tmp_path, s, r).read_text()) for s, r in ((0, runs0), (1, runs1))])
+    split = summary["lead_split"]
+    assert split["seeds"] == [0]
+    assert split["lead"] == pytest.approx(0.16)
+    assert split["our_start"] == pytest.approx(0.06)
+    assert split["clustpy_single_restart"] == pytest.approx(0.03)
+    assert split["rest_at_matched_start"] == pytest.approx(0.07)
+    assert "+0.160 ACC = +0.060 from our graph start" in peers.markdown(summary)
+    assert peers.summarize([json.loads(_file(tmp_path, 1, runs1).read_text())])["lead_split"] is None
