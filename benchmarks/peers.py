@@ -11,12 +11,17 @@ clustering epochs, one epoch being ceil(70000 / 256) = 274 steps of batch 256:
   ``--pretrain.finetune_steps`` and ``--trainer.max_steps`` set to the budget;
 - ``clustpy_dec``: ``clustpy.deep.DEC`` with its defaults (Adam 1e-3 pretraining, Adam 1e-4
   clustering, d-500-500-2000-10 LeakyReLU autoencoder, k-means init) and the same budget;
-- ``ours_best``: ``configs/mnist_fast_idec_aug.yaml`` (IDEC + augmentation) with the same overrides;
+- ``ours_best``: ``configs/mnist_fast_idec_aug.yaml`` (IDEC + augmentation) with the same overrides and
+  ``--pretrain.layerwise_steps 0`` (no greedy layer-wise phase: as many pretraining steps as ClustPy);
 - ``clustpy_idec``: ``clustpy.deep.IDEC``, likewise;
 - ``ours_dec_kmeans`` and ``clustpy_dec_n20``: the matched start. Our plain DEC from the paper's
   k-means start (the config with ``init: kmeans``, 20 restarts) against ClustPy's DEC with
   ``initial_clustering_params={"n_init": 20}``, the DEC paper's 20 restarts: the pair that says
-  how much of the plain-DEC lead is the graph start.
+  how much of the plain-DEC lead is the graph start (`lead_split`);
+- ``clustpy_dec_default``: ClustPy's DEC at its own 100 + 150 epochs, outside the budget; not in a
+  default run (``--methods clustpy_dec_default``; ``make bench-peers`` runs it for seed 0).
+
+``--device cuda`` runs both libraries on a GPU (ours with ``--trainer.accelerator gpu``).
 
 Even seeds run ours first, odd seeds ClustPy first. ClustPy clusters the very array our
 ``MNISTDataModule`` loads (train + test, pixels / 255) and both are scored against its labels by
